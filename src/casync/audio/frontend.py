@@ -1,0 +1,140 @@
+"""Frozen audio front ends: 16 kHz mono waveform -> (T, feature_dim) features at 50 Hz.
+
+`HubertFrontEnd` loads a `transformers` HubertModel from a hub id or a local directory
+(`audio.model_name_or_path`); `MelFrontEnd` needs no weights and works fully offline.
+Both expose `name`, `feature_dim`, `feature_rate` and `describe()`, which preprocessing stores in
+the cache and inference checks against the checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Protocol
+
+import numpy as np
+import torch
+
+SAMPLE_RATE = 16_000
+FEATURE_RATE = 50  # HuBERT's frame rate (20 ms hop); the mel front end uses the same hop
+
+
+class AudioFrontEnd(Protocol):
+    name: str
+    feature_dim: int
+    feature_rate: int
+    window: int
+
+    def __call__(self, waveform: np.ndarray) -> np.ndarray: ...
+
+    def describe(self) -> dict: ...
+
+
+class MissingWeightsError(RuntimeError):
+    """Pretrained weights are neither on disk nor downloadable."""
+
+
+class HubertFrontEnd:
+    """A frozen HuBERT backbone; features from `layer` (-1: last hidden state)."""
+
+    def __init__(
+        self,
+        model_name_or_path: str = "facebook/hubert-large-ls960-ft",
+        feature_dim: int = 1024,
+        window: int = 10,
+        layer: int = -1,
+        device: str = "cpu",
+        chunk_seconds: float = 30.0,
+    ) -> None:
+        from transformers import HubertModel
+
+        self.name = "hubert"
+        self.model_name_or_path = str(model_name_or_path)
+        self.feature_rate = FEATURE_RATE
+        self.window = window
+        self.layer = layer
+        self.device = torch.device(device)
+        self.chunk_samples = int(chunk_seconds * SAMPLE_RATE)
+        try:
+            self.model = HubertModel.from_pretrained(
+                self.model_name_or_path,
+                local_files_only=os.environ.get("HF_HUB_OFFLINE", "0") == "1",
+            )
+        except OSError as error:
+            raise MissingWeightsError(
+                f"HuBERT weights '{self.model_name_or_path}' are not on this machine and could not "
+                "be downloaded. Set audio.model_name_or_path=/path/to/hubert (a directory with "
+                "config.json and the weights, e.g. from `save_pretrained`), or use the offline "
+                f"front end with audio=mel. ({type(error).__name__}: {error})"
+            ) from error
+        self.model.eval().requires_grad_(False).to(self.device)
+        self.feature_dim = int(self.model.config.hidden_size)
+        if feature_dim != self.feature_dim:
+            raise ValueError(
+                f"audio.feature_dim={feature_dim} but '{self.model_name_or_path}' has hidden size "
+                f"{self.feature_dim}: set audio.feature_dim={self.feature_dim}"
+            )
+
+    @torch.inference_mode()
+    def __call__(self, waveform: np.ndarray) -> np.ndarray:
+        """waveform: (N,) float32 at 16 kHz -> (T, feature_dim) float32, T ~= N / 320.
+
+        Long audio runs in chunks of `chunk_seconds` to bound memory (HuBERT attention is
+        quadratic in length); chunk seams only lose context at the chunk edge."""
+        chunks = []
+        for start in range(0, max(len(waveform), 1), self.chunk_samples):
+            piece = waveform[start : start + self.chunk_samples]
+            piece = np.pad(piece, (0, max(0, 400 - len(piece))))  # one conv receptive field
+            x = torch.from_numpy(np.ascontiguousarray(piece, dtype=np.float32))[None]
+            x = (x - x.mean()) / (x.std() + 1e-7)  # HuBERT's feature extractor normalisation
+            out = self.model(x.to(self.device), output_hidden_states=self.layer != -1)
+            hidden = out.last_hidden_state if self.layer == -1 else out.hidden_states[self.layer]
+            chunks.append(hidden[0].float().cpu().numpy())
+        return np.concatenate(chunks, axis=0)
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "model_name_or_path": self.model_name_or_path,
+            "layer": self.layer,
+            "feature_dim": self.feature_dim,
+            "feature_rate": self.feature_rate,
+            "window": self.window,
+        }
+
+
+class MelFrontEnd:
+    """Log-mel spectrogram, 20 ms hop (50 Hz, aligned with HuBERT), no pretrained weights."""
+
+    def __init__(self, n_mels: int = 80, window: int = 10, n_fft: int = 800) -> None:
+        import torchaudio
+
+        self.name = "mel"
+        self.feature_dim = n_mels
+        self.feature_rate = FEATURE_RATE
+        self.window = window
+        self.n_fft = n_fft
+        self.transform = torchaudio.transforms.MelSpectrogram(
+            sample_rate=SAMPLE_RATE,
+            n_fft=n_fft,
+            win_length=n_fft,
+            hop_length=SAMPLE_RATE // FEATURE_RATE,
+            n_mels=n_mels,
+            center=True,
+        )
+
+    @torch.inference_mode()
+    def __call__(self, waveform: np.ndarray) -> np.ndarray:
+        """waveform: (N,) float32 at 16 kHz -> (N // 320 + 1, n_mels) float32 log-mel."""
+        x = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))
+        mel = self.transform(x)  # (n_mels, T)
+        return torch.log(mel.clamp_min(1e-5)).T.numpy()  # (T, n_mels)
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "n_mels": self.feature_dim,
+            "n_fft": self.n_fft,
+            "feature_dim": self.feature_dim,
+            "feature_rate": self.feature_rate,
+            "window": self.window,
+        }

@@ -1,0 +1,48 @@
+"""Decoder: UNet decoder with skip connections back to the encoder; RGB output in [0, 1]."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from casync.model.blocks import ResidualConvBlock
+
+
+class UpBlock(nn.Module):
+    """Upsample x2, concatenate the encoder skip, merge with a 1x1 conv (cheap at high
+    resolution), then dense residual 3x3 convolutions."""
+
+    def __init__(
+        self, in_channels: int, skip_channels: int, out_channels: int, num_res_blocks: int
+    ) -> None:
+        super().__init__()
+        self.merge = nn.Conv2d(in_channels + skip_channels, out_channels, 1, bias=False)
+        self.blocks = nn.Sequential(
+            *[ResidualConvBlock(out_channels, out_channels) for _ in range(num_res_blocks)]
+        )
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.blocks(self.merge(torch.cat([x, skip], dim=1)))
+
+
+class Decoder(nn.Module):
+    def __init__(
+        self, encoder_channels: list[int], channels: list[int], num_res_blocks: int
+    ) -> None:
+        """encoder_channels: high-res first, as the FaceEncoder; channels: decoder widths,
+        low-res first (one per skip)."""
+        super().__init__()
+        skips = encoder_channels[:-1][::-1]  # low-res first
+        ins = [encoder_channels[-1], *channels[:-1]]
+        self.up_blocks = nn.ModuleList(
+            UpBlock(c_in, c_skip, c_out, num_res_blocks)
+            for c_in, c_skip, c_out in zip(ins, skips, channels, strict=True)
+        )
+        self.to_rgb = nn.Conv2d(channels[-1], 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        for block, skip in zip(self.up_blocks, reversed(skips), strict=True):
+            x = block(x, skip)
+        return torch.sigmoid(self.to_rgb(x))  # (B, 3, H, W)

@@ -1,0 +1,43 @@
+"""FaceEncoder: a lightweight UNet encoder of depthwise-separable convolutions.
+
+Input is the 160x160 crop with the mouth region masked out, the mask itself, and optionally a
+reference frame of the same speaker. It returns the bottleneck and one skip per resolution.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from casync.model.blocks import ConvNormAct, DepthwiseSeparableConv, ResidualDSBlock
+
+
+class DownBlock(nn.Module):
+    """Halve the resolution with a strided depthwise-separable conv, then refine."""
+
+    def __init__(self, in_channels: int, out_channels: int, num_res_blocks: int) -> None:
+        super().__init__()
+        self.down = DepthwiseSeparableConv(in_channels, out_channels, stride=2)
+        self.blocks = nn.Sequential(*[ResidualDSBlock(out_channels) for _ in range(num_res_blocks)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.down(x))
+
+
+class FaceEncoder(nn.Module):
+    def __init__(self, in_channels: int, channels: list[int], num_res_blocks: int) -> None:
+        super().__init__()
+        self.stem = ConvNormAct(in_channels, channels[0])
+        self.down_blocks = nn.ModuleList(
+            DownBlock(c_in, c_out, num_res_blocks)
+            for c_in, c_out in zip(channels[:-1], channels[1:], strict=True)
+        )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """x: (B, in_channels, H, W) -> bottleneck (B, C_last, H/2^n, W/2^n), skips high-res first."""
+        h = self.stem(x)
+        skips = [h]
+        for block in self.down_blocks:
+            h = block(h)
+            skips.append(h)
+        return skips.pop(), skips
