@@ -56,7 +56,10 @@ class CASyncNet(nn.Module):
 
         self.face_encoder = FaceEncoder(in_channels, enc, encoder_res_blocks)
         self.audio_encoder = AudioEncoder(
-            audio_feature_dim, scale_width(audio_channels, width_multiplier), fusion_width, audio_layers
+            audio_feature_dim,
+            scale_width(audio_channels, width_multiplier),
+            fusion_width,
+            audio_layers,
         )
         self.fusion = Fusion(enc[-1], fusion_width, fusion_heads, fusion_depth, bottleneck**2)
         self.decoder = Decoder(enc, dec, decoder_res_blocks)

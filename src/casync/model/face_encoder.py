@@ -6,6 +6,8 @@ reference frame of the same speaker. It returns the bottleneck and one skip per 
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -30,7 +32,7 @@ class FaceEncoder(nn.Module):
         self.stem = ConvNormAct(in_channels, channels[0])
         self.down_blocks = nn.ModuleList(
             DownBlock(c_in, c_out, num_res_blocks)
-            for c_in, c_out in zip(channels[:-1], channels[1:], strict=True)
+            for c_in, c_out in itertools.pairwise(channels)
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:

@@ -33,9 +33,7 @@ class CrossAttentionBlock(nn.Module):
     def forward(self, visual: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """visual: (B, N, dim), audio: (B, W, dim) -> (B, N, dim)."""
         kv = self.norm_kv(audio)
-        attended, weights = self.attn(
-            self.norm_q(visual), kv, kv, need_weights=self.keep_attention
-        )
+        attended, weights = self.attn(self.norm_q(visual), kv, kv, need_weights=self.keep_attention)
         self.last_attention = weights  # (B, N, W) averaged over heads, or None
         visual = visual + attended
         return visual + self.mlp(self.norm_mlp(visual))

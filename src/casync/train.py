@@ -1,0 +1,100 @@
+"""`python -m casync.train speaker=<name>`: compose the config, then `train(cfg)`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from casync.training.checkpoint import read_checkpoint
+from casync.training.loggers import build_loggers, finish_loggers
+from casync.training.reference import choose_reference_crop
+from casync.training.system import CASyncSystem
+
+log = logging.getLogger(__name__)
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+
+def check_audio_matches_cache(audio_cfg: DictConfig, cache_audio: dict) -> None:
+    """The cache's features must be what the model is built for."""
+    expected = {"feature_dim": int(audio_cfg.feature_dim), "window": int(audio_cfg.window)}
+    found = {key: int(cache_audio.get(key, -1)) for key in expected}
+    name = audio_cfg._target_.rsplit(".", 1)[-1]
+    if found != expected or not name.lower().startswith(cache_audio.get("name", "?")):
+        raise ValueError(
+            f"the cache holds '{cache_audio.get('name')}' audio features {found}, but this run "
+            f"uses {name} {expected}: re-run preprocessing with the same audio=... option, or "
+            "train with the audio option the cache was built with"
+        )
+
+
+def build_system(cfg: DictConfig) -> CASyncSystem:
+    return CASyncSystem(
+        model=OmegaConf.to_container(cfg.model, resolve=True),
+        audio=OmegaConf.to_container(cfg.audio, resolve=True),
+        **OmegaConf.to_container(cfg.loss, resolve=True),
+        **OmegaConf.to_container(cfg.optim, resolve=True),
+        lpips=cfg.metrics.lpips,
+        num_image_samples=cfg.metrics.num_image_samples,
+        freeze=list(cfg.finetune.freeze),
+    )
+
+
+def load_init_weights(system: CASyncSystem, path: str) -> None:
+    """`init_from`: copy network (and EMA) weights from a pretrained checkpoint, strictly."""
+    state = read_checkpoint(path)["state_dict"]
+    weights = {k[4:]: v for k, v in state.items() if k.startswith("net.")}
+    own = system.net.state_dict()
+    mismatched = [k for k, v in weights.items() if k in own and own[k].shape != v.shape]
+    if mismatched or set(weights) != set(own):
+        raise ValueError(
+            f"init_from='{path}' does not fit this model (model=..., audio=... must match the "
+            f"base run): shape mismatches {mismatched[:3]}, missing "
+            f"{sorted(set(own) - set(weights))[:3]}, unexpected {sorted(set(weights) - set(own))[:3]}"
+        )
+    system.net.load_state_dict(weights)
+    if system.ema_net is not None:
+        system.ema_net.load_state_dict(weights)
+    log.info("initialised the network from %s", path)
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit CASync on the configured speaker(s); returns the final logged metrics."""
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data, _convert_="all")
+    check_audio_matches_cache(cfg.audio, datamodule.audio_meta)
+    system = build_system(cfg)
+    if cfg.init_from:
+        load_init_weights(system, cfg.init_from)
+    system.reference_crop = choose_reference_crop(datamodule)
+
+    loggers = build_loggers(cfg.get("logger"))
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    if trainer.is_global_zero:
+        log.info("run folder: %s", cfg.paths.output_dir)
+    try:
+        trainer.fit(system, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    finally:
+        finish_loggers(loggers)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v)}
+    checkpoint = trainer.checkpoint_callback
+    if checkpoint is not None and checkpoint.best_model_path:
+        log.info("best checkpoint: %s", checkpoint.best_model_path)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    metrics = train(cfg)
+    objective = cfg.get("optimized_metric")
+    return metrics.get(objective) if objective else None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The training system: LightningModule, losses, checkpoints."""

@@ -1,0 +1,36 @@
+"""Validation image grids (masked input | generated | target | reference), for any logger."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torchvision.utils import make_grid, save_image
+
+
+def comparison_grid(batch: dict, prediction: torch.Tensor, count: int) -> torch.Tensor:
+    """(3, H', W') grid, one row per sample: masked | generated | target [| reference]."""
+    columns = [batch["masked"], prediction, batch["target"]]
+    if batch.get("reference") is not None:
+        columns.append(batch["reference"])
+    rows = torch.stack(
+        [c[:count].detach().float().cpu() for c in columns], dim=1
+    )  # (n, k, 3, H, W)
+    return make_grid(rows.flatten(0, 1), nrow=len(columns), padding=2).clamp(0, 1)
+
+
+def log_image(loggers, key: str, grid: torch.Tensor, step: int, trainer) -> None:
+    """W&B and TensorBoard get the image natively; otherwise a PNG in the run folder."""
+    logged = False
+    for logger in loggers:
+        kind = type(logger).__name__
+        if kind == "WandbLogger":
+            logger.log_image(key=key, images=[grid], step=step)
+            logged = True
+        elif kind == "TensorBoardLogger":
+            logger.experiment.add_image(key, grid, step)
+            logged = True
+    if not logged and trainer is not None and trainer.log_dir:
+        path = Path(trainer.log_dir) / "images" / f"{key.replace('/', '_')}_{step:06d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(grid, path)
