@@ -14,7 +14,7 @@ export WANDB_MODE ?= offline
 #   https://download.pytorch.org/whl/<cuXXX> first, then `make install`.
 #   torch 2.13.0 (the CPU wheel here) has no working torchvision (`torchvision::nms does not
 #   exist`), and lpips needs torchvision.
-# numpy<2, protobuf 4.25, opencv-python-headless 4.11, wandb 0.28: mediapipe 0.10.21 needs
+# numpy<2, protobuf 4.25, opencv-python-headless 4.11, wandb 0.28, tensorboard 2.17: mediapipe 0.10.21 needs
 #   numpy<2 and protobuf<5; these are the newest releases that agree with that.
 # mediapipe 0.10.21 --no-deps: the newest release whose wheel carries the face-mesh tflite models
 #   (works offline); --no-deps skips jax/jaxlib (358 MB) and opencv-contrib that face_mesh never
@@ -25,7 +25,7 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 PINS := numpy==1.26.4 protobuf==4.25.9 opencv-python-headless==4.11.0.86 \
 	lightning==2.6.6 hydra-core==1.3.8 omegaconf==2.3.1 hydra-optuna-sweeper==1.3.0 \
 	hydra-submitit-launcher==1.2.0 transformers==5.24.0 lpips==0.1.4 torchmetrics==1.9.0 \
-	wandb==0.28.0 av==18.1.0 soundfile==0.14.0 soxr==1.1.0 matplotlib==3.11.2 tqdm \
+	wandb==0.28.0 tensorboard==2.17.1 av==18.1.0 soundfile==0.14.0 soxr==1.1.0 matplotlib==3.11.2 tqdm \
 	pytest ruff onnx onnxruntime nbformat nbclient ipykernel
 NO_DEPS_PINS := mediapipe==0.10.21 torchaudio==2.11.0
 

@@ -40,6 +40,7 @@ def build_system(cfg: DictConfig) -> CASyncSystem:
         **OmegaConf.to_container(cfg.loss, resolve=True),
         **OmegaConf.to_container(cfg.optim, resolve=True),
         lpips=cfg.metrics.lpips,
+        lpips_weights=cfg.metrics.get("lpips_weights"),
         num_image_samples=cfg.metrics.num_image_samples,
         freeze=list(cfg.finetune.freeze),
     )

@@ -105,9 +105,13 @@ class HubertFrontEnd:
 class MelFrontEnd:
     """Log-mel spectrogram, 20 ms hop (50 Hz, aligned with HuBERT), no pretrained weights."""
 
-    def __init__(self, n_mels: int = 80, window: int = 10, n_fft: int = 800) -> None:
+    def __init__(
+        self, n_mels: int = 80, window: int = 10, n_fft: int = 800, feature_dim: int | None = None
+    ) -> None:
         import torchaudio
 
+        if feature_dim is not None and feature_dim != n_mels:
+            raise ValueError(f"audio.feature_dim={feature_dim} must equal audio.n_mels={n_mels}")
         self.name = "mel"
         self.feature_dim = n_mels
         self.feature_rate = FEATURE_RATE

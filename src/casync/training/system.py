@@ -37,6 +37,7 @@ class CASyncSystem(L.LightningModule):
         perceptual_weight: float = 0.1,
         vgg_weights: str = "imagenet",
         lpips: str = "none",
+        lpips_weights: str | None = None,
         freeze: list[str] | None = None,
         num_image_samples: int = 4,
         fps: float = 25.0,
@@ -52,7 +53,7 @@ class CASyncSystem(L.LightningModule):
         self.loss_fn = ReconstructionLoss(perceptual, perceptual_weight, vgg_weights)
         self.val_psnr = PeakSignalNoiseRatio(data_range=1.0)
         self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
-        self.val_lpips_net = build_lpips(lpips)
+        self.val_lpips_net = build_lpips(lpips, lpips_weights)
         self.val_lpips = MeanMetric() if self.val_lpips_net is not None else None
         self.reference_crop: np.ndarray | None = None  # (H, W, 3) uint8, saved for inference
 
@@ -94,7 +95,8 @@ class CASyncSystem(L.LightningModule):
         self.log("val/psnr", self.val_psnr, prog_bar=True, batch_size=batch_size)
         self.log("val/ssim", self.val_ssim, batch_size=batch_size)
         if self.val_lpips is not None:
-            self.val_lpips(self.val_lpips_net(prediction * 2 - 1, target * 2 - 1).flatten())
+            distance = self.val_lpips_net(prediction.float(), target.float(), normalize=True)
+            self.val_lpips(distance.flatten())
             self.log("val/lpips", self.val_lpips, batch_size=batch_size)
         if batch_idx == 0 and self.global_rank == 0:
             n = self.hparams.num_image_samples
@@ -139,11 +141,18 @@ class CASyncSystem(L.LightningModule):
         self.reference_crop = None if reference is None else reference.numpy()
 
 
-def build_lpips(kind: str):
-    """LPIPS network for validation: "none", or "vgg"/"alex" with pretrained backbones (a clear
-    error when they cannot be loaded; set metrics.lpips=none to skip)."""
-    if kind == "none":
+def build_lpips(net: str, weights: str | None):
+    """The LPIPS network for validation: None for "none", else "vgg"/"alex" with its ImageNet
+    backbone (a clear error naming the keys when it cannot be loaded: never a random one)."""
+    if net == "none":
         return None
-    from casync.evaluation.image_metrics import build_lpips_net
+    from casync.audio.frontend import MissingWeightsError
+    from casync.evaluation.image_metrics import LPIPSMetric
 
-    return build_lpips_net(kind)
+    try:
+        return LPIPSMetric(net=net, weights=weights).model
+    except MissingWeightsError as error:
+        raise MissingWeightsError(
+            f"validation LPIPS ({net}) needs ImageNet backbone weights: set "
+            f"metrics.lpips_weights=/path/to/{net}.pth, or metrics.lpips=none. ({error})"
+        ) from error
