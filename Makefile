@@ -6,6 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export HYDRA_FULL_ERROR := 1
 export WANDB_MODE ?= offline
+# Idle torch/OpenMP threads sleep instead of spinning: on a shared 2-core machine spinning made the
+# model ~5x slower under contention (measured by the inference benchmark).
+export OMP_WAIT_POLICY ?= PASSIVE
+SAMPLE_DIR ?= $(or $(CASYNC_SAMPLE_DIR),../shared/data)
 
 # --- Pins, and why -----------------------------------------------------------------------------
 # torch 2.14.1 + torchvision 0.29.1: the newest pair on this machine's local disk (a bare `torch`
@@ -61,8 +65,11 @@ format: install  ## Apply ruff fixes and formatting
 profile: install  ## Params, GMACs, the paper's efficiency table and the comparison figure
 	$(BIN)/python -m casync.profile
 
-bench: install  ## Speed and memory benchmarks; writes benchmarks/results/*.md
-	$(BIN)/python -m benchmarks.run
+bench: install  ## Speed and memory benchmarks (ratios to baselines run alongside); writes benchmarks/results/*.md
+	$(BIN)/python -m benchmarks.preprocess_bench --skip-long
+	$(BIN)/python -m casync.preprocess speaker=aoc audio=mel paths.cache_dir=data/bench_cache
+	$(BIN)/python -m benchmarks.train_bench --cache-dir data/bench_cache --speaker aoc
+	$(BIN)/python -m benchmarks.inference_bench
 
 demo: install  ## The whole product on the built-in sample data
 	@echo "make demo: not yet available (lands with the evaluation and demo issue)"; exit 1

@@ -84,7 +84,9 @@ def main() -> None:
     feature_dim = batch["audio"].shape[-1]
     rows = []
     for name, kwargs in MODELS.items():
-        net = CASyncNet(audio_feature_dim=feature_dim, audio_window=batch["audio"].shape[1], **kwargs)
+        net = CASyncNet(
+            audio_feature_dim=feature_dim, audio_window=batch["audio"].shape[1], **kwargs
+        )
         rate = train_rate(net, batch, args.steps, device, bf16=device.type == "cuda")
         rows.append((name, rate, loader / rate))
         print(f"{name}: {rate:.1f} samples/s; loader/train = {loader / rate:.1f}x")

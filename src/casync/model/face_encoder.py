@@ -31,8 +31,7 @@ class FaceEncoder(nn.Module):
         super().__init__()
         self.stem = ConvNormAct(in_channels, channels[0])
         self.down_blocks = nn.ModuleList(
-            DownBlock(c_in, c_out, num_res_blocks)
-            for c_in, c_out in itertools.pairwise(channels)
+            DownBlock(c_in, c_out, num_res_blocks) for c_in, c_out in itertools.pairwise(channels)
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:

@@ -1,0 +1,201 @@
+"""`CASyncDataModule`: streams training samples from one or more speakers' caches via memory maps.
+
+Each sample is a target crop, its mask, the masked crop, the audio window of the frame and
+(optionally) a reference crop from the same source and split, at least `reference_min_gap_s` away.
+"""
+
+from __future__ import annotations
+
+import os
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+from casync.data.cache import SourceCache, SpeakerCache, open_cache
+from casync.data.split import split_ranges
+
+
+class CacheDataset(Dataset):
+    """Frames `ranges[i]` of `sources[i]`; arrays are opened lazily in each worker."""
+
+    def __init__(
+        self,
+        sources: list[SourceCache],
+        ranges: list[range],
+        use_reference: bool = True,
+        augment: bool = False,
+        reference_min_gap: int = 25,
+        random_reference: bool = False,
+    ) -> None:
+        self.sources, self.ranges = sources, ranges
+        self.use_reference, self.augment = use_reference, augment
+        self.random_reference = random_reference
+        self.reference_min_gap = reference_min_gap
+        self.index = np.array(
+            [(s, frame) for s, frames in enumerate(ranges) for frame in frames], dtype=np.int64
+        ).reshape(-1, 2)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _reference_frame(self, source: int, frame: int) -> int:
+        """A frame of the same range at least `reference_min_gap` away: random when
+        `random_reference`, else a fixed pseudo-random pick; the farthest end if none is that far."""
+        frames, gap = self.ranges[source], self.reference_min_gap
+        before = range(frames.start, max(frames.start, min(frame - gap + 1, frames.stop)))
+        after = range(max(frame + gap, frames.start), frames.stop)
+        n = len(before) + len(after)
+        if n == 0:
+            return max((frames.start, frames.stop - 1), key=lambda f: abs(f - frame))
+        k = int(torch.randint(n, ())) if self.random_reference else (frame * 7919) % n
+        return before[k] if k < len(before) else after[k - len(before)]
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor | int]:
+        s, frame = (int(v) for v in self.index[i])
+        source = self.sources[s]
+        target = torch.from_numpy(np.array(source.crops[frame])).permute(2, 0, 1).float() / 255
+        mask = torch.from_numpy(np.array(source.masks[frame])).float()[None]  # (1, H, W)
+        sample: dict[str, torch.Tensor | int] = {
+            "target": target,  # (3, H, W)
+            "mask": mask,
+            "audio": torch.from_numpy(np.array(source.audio[frame], dtype=np.float32)),  # (W, D)
+            "source": s,
+            "frame": frame,
+        }
+        if self.use_reference:
+            ref = source.crops[self._reference_frame(s, frame)]
+            sample["reference"] = torch.from_numpy(np.array(ref)).permute(2, 0, 1).float() / 255
+        if self.augment:
+            _augment(sample)
+        sample["masked"] = sample["target"] * (1 - sample["mask"])
+        return sample
+
+
+def _augment(sample: dict) -> None:
+    """Same horizontal flip and brightness/contrast jitter on every image of the sample."""
+    images = [key for key in ("target", "mask", "reference") if key in sample]
+    if torch.rand(()) < 0.5:
+        for key in images:
+            sample[key] = sample[key].flip(-1)
+    gain, bias = 1 + 0.2 * (torch.rand(()) - 0.5), 0.1 * (torch.rand(()) - 0.5)
+    for key in ("target", "reference"):
+        if key in sample:
+            sample[key] = (sample[key] * gain + bias).clamp(0, 1)
+
+
+class EpochSeededSampler(RandomSampler):
+    """A shuffle that is a function of (seed, epoch) only, so a run resumed from a checkpoint sees
+    the same order as an uninterrupted one. `current_epoch` reads the trainer's epoch (Lightning's
+    own `set_epoch` count runs one ahead after a resume); under DDP Lightning swaps in a
+    DistributedSampler, seeded by (seed, epoch) too."""
+
+    def __init__(self, data_source: Dataset, current_epoch=None, seed: int | None = None) -> None:
+        super().__init__(data_source)
+        self.seed, self.epoch, self.current_epoch = seed, 0, current_epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        seed = self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+        epoch = self.current_epoch() if self.current_epoch is not None else self.epoch
+        generator = torch.Generator().manual_seed(seed + epoch)
+        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
+
+
+class CASyncDataModule(L.LightningDataModule):
+    """Speakers' caches -> train/val DataLoaders of dict batches (see docs/DESIGN.md).
+
+    Split per source by time: validation is the last `val_fraction` of each source, training the
+    rest minus `gap` frames (default: the audio window). Under DDP Lightning shards the loaders."""
+
+    def __init__(
+        self,
+        cache_dir: str,
+        speakers: list[str],
+        batch_size: int = 16,
+        num_workers: int = 2,
+        val_fraction: float = 0.25,
+        use_reference: bool = True,
+        augment: bool = True,
+        gap: int | None = None,
+        reference_min_gap_s: float = 1.0,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if not speakers:
+            raise ValueError("data.speakers is empty: name at least one preprocessed speaker")
+        self._caches: list[SpeakerCache] | None = None  # opened on first use, not at instantiate
+        self.train_set: CacheDataset | None = None
+        self.val_set: CacheDataset | None = None
+
+    @property
+    def caches(self) -> list[SpeakerCache]:
+        if self._caches is None:
+            speakers = list(self.hparams.speakers)
+            caches = [open_cache(self.hparams.cache_dir, speaker) for speaker in speakers]
+            audio = [cache.audio_meta for cache in caches]
+            if any(meta != audio[0] for meta in audio):
+                raise ValueError(
+                    "the speakers' caches were made with different audio front ends "
+                    f"({dict(zip(speakers, audio, strict=True))}): preprocess them all with the "
+                    "same audio=..."
+                )
+            self._caches = caches
+        return self._caches
+
+    @property
+    def audio_meta(self) -> dict:
+        """The audio front end's `describe()` (name, feature_dim, window, ...), same for all."""
+        return self.caches[0].audio_meta
+
+    @property
+    def fps(self) -> float:
+        return float(self.caches[0].meta["fps"])
+
+    @property
+    def sources(self) -> list[SourceCache]:
+        """All sources of all speakers, in order; batch["source"] indexes this list."""
+        return [source for cache in self.caches for source in cache.sources]
+
+    def split(self) -> tuple[list[range], list[range]]:
+        gap = self.hparams.gap if self.hparams.gap is not None else self.audio_meta["window"]
+        pairs = [split_ranges(s.n_frames, self.hparams.val_fraction, gap) for s in self.sources]
+        return [train for train, _ in pairs], [val for _, val in pairs]
+
+    def setup(self, stage: str | None = None) -> None:
+        train, val = self.split()
+        gap = round(self.hparams.reference_min_gap_s * self.fps)
+        common = {"use_reference": self.hparams.use_reference, "reference_min_gap": gap}
+        self.train_set = CacheDataset(
+            self.sources, train, augment=self.hparams.augment, random_reference=True, **common
+        )
+        self.val_set = CacheDataset(self.sources, val, augment=False, **common)
+
+    def _current_epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
+
+    def _loader(self, dataset: CacheDataset, train: bool) -> DataLoader:
+        workers = self.hparams.num_workers
+        return DataLoader(
+            dataset,
+            batch_size=self.hparams.batch_size,
+            sampler=EpochSeededSampler(dataset, self._current_epoch) if train else None,
+            drop_last=train and len(dataset) >= self.hparams.batch_size,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=self.hparams.pin_memory,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        if self.train_set is None:
+            self.setup("fit")
+        return self._loader(self.train_set, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        if self.val_set is None:
+            self.setup("validate")
+        return self._loader(self.val_set, train=False)

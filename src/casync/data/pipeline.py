@@ -1,0 +1,296 @@
+"""Preprocessing: source videos -> a speaker's cache (crops, masks, transforms, landmarks, audio
+windows, quality report). `build_cache` validates every source first, processes only sources whose
+content or settings changed, stages finished sources, and commits them with `meta.json` last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from casync.audio.frontend import AudioFrontEnd
+from casync.audio.windows import window_indices
+from casync.data.cache import FORMAT_VERSION, NpyWriter, validate_name, write_json_atomic
+from casync.face import cut_crop, region_mask, track_video
+from casync.face.track import NoFaceError
+from casync.media import MediaError, NoAudioStreamError, SilentAudioError
+from casync.media.audio import level_dbfs, load_audio
+from casync.media.video import VideoInfo, iter_frames, prefetch, probe_video
+
+
+class TooShortError(MediaError):
+    """The source is shorter than `min_duration_s`."""
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    fps: float = 25.0
+    sample_rate: int = 16_000
+    crop_size: int = 160
+    smoothing: float = 1.5  # Gaussian sigma (frames) of the crop-box smoothing
+    min_duration_s: float = 2.0
+    min_face_fraction: float = 0.5
+    silence_dbfs: float = -60.0
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def source_ids(paths: list[Path]) -> list[str]:
+    """Directory-safe, unique ids from file stems (`talk.mp4` -> `talk`, a clash -> `talk-2`)."""
+    ids: list[str] = []
+    for path in paths:
+        base = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.stem).lstrip("._-")[:56] or "source"
+        candidate, n = base, 1
+        while candidate in ids:
+            n += 1
+            candidate = f"{base}-{n}"
+        ids.append(validate_name(candidate, "source id"))
+    return ids
+
+
+def check_source(path: Path, settings: PipelineSettings) -> tuple[VideoInfo, np.ndarray]:
+    """Cheap checks before any heavy work -> (info, 16 kHz mono audio). Raises MediaError."""
+    info = probe_video(path)
+    if not info.has_audio:
+        raise NoAudioStreamError(
+            path, "no audio stream", "Give a video with the speaker's voice on its soundtrack."
+        )
+    if info.duration_s and info.duration_s < settings.min_duration_s:
+        raise TooShortError(
+            path,
+            f"only {info.duration_s:.2f} s long, at least {settings.min_duration_s} s is needed",
+            "Give a longer clip (1-5 minutes of the speaker is typical).",
+        )
+    audio = load_audio(path, settings.sample_rate)
+    if level_dbfs(audio) < settings.silence_dbfs:
+        raise SilentAudioError(
+            path,
+            f"the audio is silent (level {level_dbfs(audio):.1f} dBFS < {settings.silence_dbfs})",
+            "Check that the soundtrack carries the speaker's voice.",
+        )
+    return info, audio
+
+
+def _write_audio(
+    out: Path,
+    audio: np.ndarray,
+    n_frames: int,
+    front_end: AudioFrontEnd,
+    settings: PipelineSettings,
+) -> None:
+    """Per-frame feature windows (N, W, D) float16, written in chunks of frames."""
+    features = front_end(audio)  # (T, D) float32 at front_end.feature_rate
+    indices = window_indices(
+        n_frames, settings.fps, front_end.window, front_end.feature_rate, len(features)
+    )
+    with NpyWriter(out / "audio.npy", (front_end.window, front_end.feature_dim), "float16") as w:
+        for start in range(0, n_frames, 1024):
+            w.append(features[indices[start : start + 1024]].astype(np.float16))
+
+
+def process_source(
+    path: Path, out: Path, front_end: AudioFrontEnd, settings: PipelineSettings
+) -> dict[str, Any]:
+    """Write one source's arrays and quality.json into `out` (an empty dir) -> quality report."""
+    info, audio = check_source(path, settings)
+    track = track_video(path, settings.fps, settings.crop_size, settings.smoothing)
+    n_frames = len(track)
+    if n_frames / settings.fps < settings.min_duration_s:
+        raise TooShortError(
+            path,
+            f"only {n_frames / settings.fps:.2f} s of video, at least {settings.min_duration_s} s "
+            "is needed",
+            "Give a longer clip (1-5 minutes of the speaker is typical).",
+        )
+    face_fraction = float(track.face_found.mean())
+    if face_fraction < settings.min_face_fraction:
+        raise NoFaceError(
+            path,
+            f"a face was found in only {face_fraction:.0%} of {n_frames} frames "
+            f"(need {settings.min_face_fraction:.0%})",
+            "Use footage where the speaker's face is visible and frontal most of the time.",
+        )
+    n_samples = round(n_frames / settings.fps * settings.sample_rate)
+    audio_gap_s = (n_samples - len(audio)) / settings.sample_rate
+    audio = np.pad(audio[:n_samples], (0, max(0, n_samples - len(audio))))
+    _write_audio(out, audio, n_frames, front_end, settings)
+
+    mask = (region_mask(settings.crop_size) > 0.5).astype(np.uint8)
+    size = settings.crop_size
+    with (
+        NpyWriter(out / "crops.npy", (size, size, 3), np.uint8) as crops,
+        NpyWriter(out / "masks.npy", (size, size), np.uint8) as masks,
+    ):
+        frames = prefetch(iter_frames(path, settings.fps))
+        for k, frame in enumerate(tqdm(frames, total=n_frames, desc="crops", leave=False)):
+            if k < n_frames:
+                crops.append(cut_crop(frame, track.transforms[k], size))
+                masks.append(mask)
+        if crops.rows != n_frames:
+            raise MediaError(path, "decoding is not deterministic (frame count changed)", "")
+    np.save(out / "transforms.npy", track.transforms)
+    np.save(out / "landmarks.npy", track.landmarks)
+    np.save(out / "face_found.npy", track.face_found)
+    np.save(out / "params.npy", track.params.astype(np.float32))
+    report = {
+        **track.report(),
+        "fps": settings.fps,
+        "face_fraction": face_fraction,
+        "duration_used_s": n_frames / settings.fps,
+        "source_duration_s": info.duration_s,
+        "source_fps": info.source_fps,
+        "frame_size": [info.width, info.height],
+        "codec": info.codec,
+        "audio_level_dbfs": level_dbfs(audio),
+        "audio_peak_dbfs": float(20 * np.log10(max(float(np.abs(audio).max()), 1e-10))),
+        "audio_padded_s": max(0.0, audio_gap_s),
+        "audio_trimmed_s": max(0.0, -audio_gap_s),
+    }
+    write_json_atomic(out / "quality.json", report)
+    return report
+
+
+def format_report(source_id: str, report: dict) -> str:
+    return (
+        f"[{source_id}] {report['duration_used_s']:.2f} s used ({report['frames']} frames @ {report['fps']:g} fps "
+        f"from {report['source_fps']:.2f} fps {report['codec']}); no face in "
+        f"{report['frames_without_face']} frames (longest gap {report['longest_gap_frames']}: "
+        f"{report['gap_handling']}); crop jitter {report['jitter_raw_px']:.2f} -> "
+        f"{report['jitter_smoothed_px']:.2f} px/frame; audio {report['audio_level_dbfs']:.1f} dBFS "
+        f"RMS, peak {report['audio_peak_dbfs']:.1f} dBFS"
+    )
+
+
+def _settings_key(settings: PipelineSettings, audio: dict) -> str:
+    blob = json.dumps({"settings": asdict(settings), "audio": audio}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def build_cache(
+    cache_dir: str | Path,
+    speaker: str,
+    videos: list[str | Path],
+    front_end: AudioFrontEnd,
+    settings: PipelineSettings = PipelineSettings(),
+    config: dict | None = None,
+) -> dict[str, Any]:
+    """Create or update `<cache_dir>/<speaker>` -> {"root", "speaker", "sources": {id: status}}.
+
+    Every source is probed and its audio checked before anything is written; sources whose file
+    hash and settings match the cache are skipped; finished sources of an interrupted run (kept in
+    `.work/`) are reused. Any error leaves the committed cache exactly as it was."""
+    validate_name(speaker)
+    if not videos:
+        raise ValueError(f"speaker '{speaker}' lists no videos: set speaker.videos=[...]")
+    paths = [Path(video).expanduser().resolve() for video in videos]
+    for path in tqdm(paths, desc="checking sources", leave=False):
+        check_source(path, settings)
+    root = Path(cache_dir) / speaker
+    work = root / ".work"
+    work.mkdir(parents=True, exist_ok=True)
+    key = _settings_key(settings, front_end.describe())
+    entries, statuses = [], {}
+    try:
+        for source_id, path in zip(source_ids(paths), paths, strict=True):
+            statuses[source_id] = _stage_source(path, source_id, root, key, front_end, settings)
+            staged, done = work / source_id, root / "sources" / source_id
+            source_dir = staged if staged.is_dir() else done
+            entries.append({**_read_json(source_dir / "source.json"), "path": str(path)})
+    except BaseException:
+        _remove_empty(work, root)
+        raise
+    _commit(root, entries, speaker, settings, front_end.describe(), config or {})
+    return {"root": root, "speaker": speaker, "sources": statuses}
+
+
+def _stage_source(
+    path: Path, source_id: str, root: Path, key: str, front_end, settings: PipelineSettings
+) -> str:
+    """Make sure a finished copy of this source exists in `sources/` or `.work/` -> status."""
+    digest = sha256_file(path)
+    done, staged = root / "sources" / source_id, root / ".work" / source_id
+    if _matches(done, digest, key):
+        shutil.rmtree(staged, ignore_errors=True)  # an older run's leftover, not this file
+        return "skipped (unchanged)"
+    if _matches(staged, digest, key):
+        return "reused (finished by an interrupted run)"
+    tmp = root / ".work" / f".{source_id}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        report = process_source(path, tmp, front_end, settings)
+        source = {"id": source_id, "path": str(path), "sha256": digest, "key": key}
+        write_json_atomic(tmp / "source.json", {**source, "n_frames": report["frames"]})
+        shutil.rmtree(staged, ignore_errors=True)
+        os.replace(tmp, staged)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(format_report(source_id, report))
+    return "processed"
+
+
+def _remove_empty(*dirs: Path) -> None:
+    """Undo directories this run created, if they hold nothing (finished sources stay)."""
+    for directory in dirs:
+        if directory.is_dir() and not any(directory.iterdir()):
+            directory.rmdir()
+
+
+def _matches(source_dir: Path, digest: str, key: str) -> bool:
+    """A finished source dir made from this exact file content with these settings."""
+    stored = _read_json(source_dir / "source.json")
+    return stored.get("sha256") == digest and stored.get("key") == key
+
+
+def _commit(root: Path, entries: list[dict], speaker: str, settings, audio: dict, config) -> None:
+    """Swap staged sources in, drop sources no longer listed, write meta.json last."""
+    (root / "meta.json").unlink(missing_ok=True)  # until the new meta lands, nothing reads valid
+    sources, work, trash = root / "sources", root / ".work", root / f".trash-{os.getpid()}"
+    sources.mkdir(exist_ok=True)
+    trash.mkdir(exist_ok=True)
+    for entry in entries:
+        staged = work / entry["id"]
+        if staged.is_dir():
+            if (sources / entry["id"]).exists():
+                os.replace(sources / entry["id"], trash / entry["id"])
+            os.replace(staged, sources / entry["id"])
+    listed = {entry["id"] for entry in entries}
+    for stale in sources.iterdir():
+        if stale.name not in listed:
+            os.replace(stale, trash / stale.name)
+    for entry in entries:
+        entry["duration_s"] = entry["n_frames"] / settings.fps
+        entry["frame_size"] = _read_json(sources / entry["id"] / "quality.json")["frame_size"]
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "speaker": speaker,
+        "fps": settings.fps,
+        "sample_rate": settings.sample_rate,
+        "crop_size": settings.crop_size,
+        "audio": audio,
+        "settings": asdict(settings),
+        "sources": entries,
+        "config": config,
+    }
+    write_json_atomic(root / "meta.json", meta)
+    shutil.rmtree(trash, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,138 @@
+"""Evaluation results -> a JSON file and a markdown table, each written atomically.
+
+`results` layout (what `casync.evaluate` builds):
+    methods:      {"casync" | "still_mouth" | "real": {metric key: float | None}}
+    shift_check:  ShiftCheck.to_dict() for CASync, or None
+    lpips_label:  LPIPSMetric.label, or None when LPIPS was not computed
+    lse_message:  why LSE-C/LSE-D are missing, or None
+    notes:        extra lines for the markdown
+Other keys are kept in the JSON only. NaN and inf become null (strict JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+from casync.evaluation.image_metrics import PSNR_CAP_DB, RANDOM_BACKBONE_LABEL
+
+ROWS = {
+    "casync": "CASync",
+    "still_mouth": "still-mouth baseline",
+    "real": "real frames (upper bound)",
+}
+COLUMNS = {  # metric key -> header; the arrow says which way is better
+    "crop/psnr": "PSNR ↑",
+    "crop/ssim": "SSIM ↑",
+    "crop/lpips": "LPIPS ↓",
+    "mouth/psnr": "mouth PSNR ↑",
+    "mouth/ssim": "mouth SSIM ↑",
+    "mouth/lpips": "mouth LPIPS ↓",
+    "lmd": "LMD (px) ↓",
+    "opening_corr": "opening corr ↑",
+    "lse_d": "LSE-D ↓",
+    "lse_c": "LSE-C ↑",
+}
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write `text` to a temp file beside `path`, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def to_json_safe(value: object) -> object:
+    """Recursively replace NaN/inf floats with None and tuples with lists."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): to_json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json_safe(v) for v in value]
+    return value
+
+
+def format_value(key: str, value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if key.endswith("psnr"):
+        return "∞" if value >= PSNR_CAP_DB else f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def metrics_table(methods: dict[str, dict[str, float | None]], lpips_label: str | None) -> str:
+    """One row per method in `ROWS` order (unknown methods after), one column per metric that
+    any method has."""
+    keys = [k for k in COLUMNS if any(k in m for m in methods.values())]
+    headers = [COLUMNS[k] for k in keys]
+    if lpips_label == RANDOM_BACKBONE_LABEL:  # say it in the header, not just in a footnote
+        headers = [h.replace("LPIPS", "LPIPS (random backbone, not perceptual)") for h in headers]
+    order = [name for name in ROWS if name in methods] + [n for n in methods if n not in ROWS]
+    lines = ["| method | " + " | ".join(headers) + " |", "|---" * (len(keys) + 1) + "|"]
+    for name in order:
+        cells = [format_value(k, methods[name].get(k)) for k in keys]
+        lines.append(f"| {ROWS.get(name, name)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def shift_table(check: dict) -> str:
+    """The shift check: aligned scores, each shift, the margins and the verdict."""
+    lines = [
+        "| audio shift | LMD (px) | opening corr | LMD margin | corr margin |",
+        "|---|---|---|---|---|",
+        f"| 0 s (aligned) | {format_value('lmd', check['aligned_lmd'])} | "
+        f"{format_value('corr', check['aligned_correlation'])} | | |",
+    ]
+    for shift in check["shifts"]:
+        cells = [shift[k] for k in ("lmd", "correlation", "lmd_margin", "correlation_margin")]
+        lines.append(
+            f"| {shift['shift_s']:+.1f} s ({shift['shift_frames']:+d} frames) | "
+            + " | ".join(format_value("", c) for c in cells)
+            + " |"
+        )
+    verdict = "follows the audio" if check["follows_audio"] else "does NOT clearly follow the audio"
+    lines.append(
+        f"\nSmallest margins: LMD {format_value('', check['lmd_margin'])} px, correlation "
+        f"{format_value('', check['correlation_margin'])} -> **{verdict}**."
+    )
+    return "\n".join(lines)
+
+
+def markdown_report(results: dict) -> str:
+    parts = [
+        "# CASync evaluation",
+        "",
+        metrics_table(results["methods"], results.get("lpips_label")),
+    ]
+    notes = list(results.get("notes", []))
+    if results.get("lpips_label") == RANDOM_BACKBONE_LABEL:
+        notes.append(
+            "LPIPS used a random backbone (no ImageNet weights on this machine): it is not a "
+            "perceptual metric. Set evaluate.lpips_weights for a real one."
+        )
+    if results.get("lse_message"):
+        notes.append(f"LSE-C/LSE-D not computed: {results['lse_message']}")
+    notes.append(f"PSNR of identical frames is infinite (shown as ∞, stored as {PSNR_CAP_DB:g}).")
+    if results.get("shift_check"):
+        parts += ["", "## Audio shift check (CASync)", "", shift_table(results["shift_check"])]
+    parts += ["", "## Notes", "", *[f"- {note}" for note in notes]]
+    return "\n".join(parts) + "\n"
+
+
+def write_report(results: dict, json_path: str | Path, markdown_path: str | Path) -> None:
+    """Write `results` as strict JSON and as a markdown report, each atomically."""
+    text = json.dumps(to_json_safe(results), indent=2, allow_nan=False, ensure_ascii=False)
+    atomic_write_text(json_path, text + "\n")
+    atomic_write_text(markdown_path, markdown_report(results))

@@ -1,0 +1,122 @@
+"""A lip-sync check that needs no pretrained expert: drive the model with its audio shifted in
+time and measure how much worse the mouth gets.
+
+A model that follows the audio matches the real mouth best when the audio is aligned, so both
+LMD (up) and mouth-opening correlation (down) get worse at every shift. A model that ignores the
+audio scores the same at every shift (margin 0).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from casync.evaluation.lip_landmarks import lmd, mouth_opening
+
+SHIFTS_S = (-0.5, -0.2, 0.2, 0.5)
+# The verdict's threshold: aligned audio must beat EVERY shift, with a mouth-opening correlation
+# higher by at least this much and a strictly lower LMD. 0.1 is far above what frame-exact
+# repeats give (0) and well below what speech-driven mouths lose at 0.2 s (~0.3 or more).
+CORRELATION_MARGIN_MIN = 0.1
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two 1-D signals over the samples where both are finite; NaN when
+    fewer than 3 such samples or either signal is constant there (correlation is undefined)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"signal shapes differ: {a.shape} vs {b.shape}")
+    valid = np.isfinite(a) & np.isfinite(b)
+    if valid.sum() < 3:
+        return float("nan")
+    a, b = a[valid] - a[valid].mean(), b[valid] - b[valid].mean()
+    norm = math.sqrt(float((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / norm) if norm > 1e-12 else float("nan")
+
+
+def shift_frames(seconds: float, fps: float = 25.0) -> int:
+    """Seconds -> whole video frames, rounding half away from zero (0.5 s at 25 fps -> 13)."""
+    return int(math.copysign(math.floor(abs(seconds) * fps + 0.5), seconds))
+
+
+def shift_windows(windows: np.ndarray, shift: int) -> np.ndarray:
+    """Per-frame audio windows (N, ...) delayed by `shift` frames: frame j gets window j - shift
+    (positive = audio late). Frames shifted in from outside repeat the edge window (no wrap)."""
+    source = np.clip(np.arange(len(windows)) - shift, 0, len(windows) - 1)
+    return windows[source]
+
+
+@dataclass(frozen=True)
+class ShiftResult:
+    """Scores at one shift; margins are positive when the shift made things worse."""
+
+    shift_s: float
+    shift_frames: int
+    lmd: float
+    correlation: float
+    lmd_margin: float  # lmd(shifted) - lmd(aligned)
+    correlation_margin: float  # correlation(aligned) - correlation(shifted)
+
+
+@dataclass(frozen=True)
+class ShiftCheck:
+    """The aligned scores, each shift's, and the smallest margins over shifts (the verdict's)."""
+
+    aligned_lmd: float
+    aligned_correlation: float
+    shifts: list[ShiftResult]
+    lmd_margin: float
+    correlation_margin: float
+    follows_audio: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def shift_check(
+    generate: Callable[[int], np.ndarray],
+    real_points: np.ndarray,
+    fps: float = 25.0,
+    shifts_s: Sequence[float] = SHIFTS_S,
+    correlation_margin_min: float = CORRELATION_MARGIN_MIN,
+) -> ShiftCheck:
+    """`generate(shift_frames)` returns lip landmarks (N, 40, 2) of frames generated with the
+    audio windows shifted by `shift_frames` (see `shift_windows`); `real_points` are the real
+    frames' landmarks. `follows_audio` is True when aligned audio beats every shift by at least
+    `correlation_margin_min` in mouth-opening correlation and by any amount in LMD (NaN fails)."""
+    real_opening = mouth_opening(real_points)
+
+    def score(shift: int) -> tuple[float, float]:
+        points = generate(shift)
+        return lmd(points, real_points), pearson(mouth_opening(points), real_opening)
+
+    aligned_lmd, aligned_corr = score(0)
+    results = []
+    for seconds in shifts_s:
+        frames = shift_frames(seconds, fps)
+        shifted_lmd, shifted_corr = score(frames)
+        results.append(
+            ShiftResult(
+                shift_s=float(seconds),
+                shift_frames=frames,
+                lmd=shifted_lmd,
+                correlation=shifted_corr,
+                lmd_margin=shifted_lmd - aligned_lmd,
+                correlation_margin=aligned_corr - shifted_corr,
+            )
+        )
+    # np.min propagates NaN (Python's min() may drop it): an undefined score (no lips found, a
+    # constant mouth) makes its margin NaN and the verdict False.
+    margins = np.array([(r.lmd_margin, r.correlation_margin) for r in results])
+    lmd_margin, corr_margin = (float(m) for m in margins.min(axis=0))
+    return ShiftCheck(
+        aligned_lmd=aligned_lmd,
+        aligned_correlation=aligned_corr,
+        shifts=results,
+        lmd_margin=lmd_margin,
+        correlation_margin=corr_margin,
+        follows_audio=bool(lmd_margin > 0 and corr_margin >= correlation_margin_min),
+    )

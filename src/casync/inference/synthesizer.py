@@ -1,0 +1,349 @@
+"""`Synthesizer`: a trained CASync checkpoint + a source video of the speaker + any driving audio
+-> lip-synced frames, written as an MP4 (`synthesize`) or yielded as audio arrives (`stream`).
+
+Per output frame j: the source frame `ping_pong(j)` is cropped with the preprocessing geometry,
+its mouth region masked; the network fills it from the audio window; the crop is colour-matched
+and feathered back into the frame. Batch and streaming share one loop (`render`) and group frames
+identically ([0, B), [B, 2B), ...), so streamed frames equal the batch result bit for bit.
+
+Silence: frames whose +-window/2 audio span is below `silence_db` dBFS are generated once per
+silent run (from the run's first frame) and that crop is held, so the mouth stays still.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from tqdm import tqdm
+
+from casync.face import cut_crop, region_mask
+from casync.inference.blend import Blender
+from casync.inference.features import FrameFeatures
+from casync.inference.schedule import ping_pong
+from casync.inference.source import SourceVideo, prepare_source
+from casync.media.audio import load_audio
+from casync.media.writer import VideoWriter, check_writable
+from casync.training.checkpoint import CheckpointError, LoadedGenerator, load_generator
+
+SAMPLE_RATE = 16_000
+
+
+@dataclass
+class RenderedFrame:
+    index: int  # output frame
+    source_index: int  # source video frame shown
+    frame: np.ndarray  # (H, W, 3) uint8 output frame
+    generated: np.ndarray  # (S, S, 3) float32 [0, 255] network crop before blending
+    silent: bool
+
+
+class _HoldState:
+    def __init__(self) -> None:
+        self.crop: np.ndarray | None = None  # the held crop of the current silent run
+
+
+def build_front_end(generator: LoadedGenerator, path: str | Path = "checkpoint"):
+    """The checkpoint's own audio front end, checked against the network it feeds."""
+    config = dict(generator.audio_config)
+    if "_target_" not in config:
+        raise CheckpointError(f"checkpoint '{path}': its audio config has no _target_: {config}")
+    front_end = instantiate(config, _convert_="all")
+    net = generator.net
+    if front_end.feature_dim != net.audio_feature_dim or front_end.window != net.audio_window:
+        raise CheckpointError(
+            f"checkpoint '{path}': audio front end {config['_target_']} gives "
+            f"{front_end.feature_dim}-d features in windows of {front_end.window}, but the network "
+            f"was built for audio_feature_dim={net.audio_feature_dim}, "
+            f"audio_window={net.audio_window}: the checkpoint's model and audio configs disagree"
+        )
+    return front_end
+
+
+class Synthesizer:
+    def __init__(
+        self,
+        generator: LoadedGenerator,
+        front_end=None,
+        device: str = "cpu",
+        batch_size: int = 16,
+        silence_db: float | None = -45.0,
+        feather: float = 5.0,
+        color_match: bool = True,
+        track_cache_dir: str | Path | None = None,
+        crf: int = 18,
+        preset: str = "veryfast",
+        progress: bool = True,
+    ) -> None:
+        self.generator = generator
+        self.front_end = front_end if front_end is not None else build_front_end(generator)
+        self.device = torch.device(device)
+        self.net = generator.net.eval().to(self.device)
+        self.fps = generator.fps
+        self.size = generator.crop_size
+        self.batch_size = batch_size
+        self.silence_db = silence_db
+        self.blender = Blender(self.size, feather, color_match)
+        self.track_cache_dir = track_cache_dir
+        self.crf, self.preset, self.progress = crf, preset, progress
+        mask = torch.from_numpy(region_mask(self.size))[None, None]  # (1, 1, S, S)
+        self._mask = mask.to(self.device)
+        self.source: SourceVideo | None = None
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu", **options) -> Synthesizer:
+        try:
+            generator = load_generator(path, map_location="cpu")
+        except RuntimeError as error:  # load_state_dict: shape mismatches
+            problem = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
+            raise CheckpointError(
+                f"checkpoint '{path}': its weights do not fit the architecture its own config "
+                f"describes ({problem})"
+            ) from error
+        return cls(generator, build_front_end(generator, path), device=device, **options)
+
+    # -- sources ---------------------------------------------------------------------------------
+    def prepare(self, video: str | Path, keep_frames: int | None = None) -> SourceVideo:
+        """Track `video` and keep it as the source for `stream` (all frames kept for random
+        access unless `keep_frames` caps them)."""
+        if self.source is not None:
+            self.source.close()
+        self.source = prepare_source(
+            video,
+            self.fps,
+            self.size,
+            keep_frames=keep_frames,
+            track_cache_dir=self.track_cache_dir,
+        )
+        return self.source
+
+    def _reference(self, source_crop: np.ndarray) -> torch.Tensor:
+        """(1, 3, S, S) float reference: the checkpoint's training reference, else the crop of
+        the source video's first frame."""
+        reference = self.generator.reference
+        if reference is None:
+            reference = source_crop
+        elif reference.shape[0] == 3 and reference.shape[-1] != 3:
+            reference = reference.transpose(1, 2, 0)  # (3, S, S) -> (S, S, 3)
+        tensor = torch.from_numpy(np.ascontiguousarray(reference)).permute(2, 0, 1)[None]
+        return (tensor.float() / 255.0).to(self.device)
+
+    # -- the loop shared by batch and streaming -------------------------------------------------
+    def render(
+        self,
+        audio_chunks: Iterable[np.ndarray],
+        source: SourceVideo | None = None,
+        frame_at: Callable[[int], np.ndarray] | None = None,
+    ) -> Iterator[RenderedFrame]:
+        """16 kHz mono float32 chunks in, `RenderedFrame`s out, each as soon as the audio it
+        depends on (~115 ms past its centre with the mel front end) and its group of
+        `batch_size` frames are complete. The last group is emitted when the chunks end."""
+        source = source or self.source
+        if source is None:
+            raise ValueError("no source video: call prepare(video) first or pass source=")
+        if frame_at is None:
+            if source.frames is None:
+                raise ValueError("streaming needs the source frames: prepare(video) keeps them")
+            frame_at = source.frames.__getitem__
+        features = FrameFeatures(self.front_end, self.fps, self.silence_db)
+        state, done, step = _HoldState(), 0, self.batch_size
+        reference: list[torch.Tensor] = []
+        for chunk in audio_chunks:
+            features.push(chunk)
+            ready = features.n_ready()
+            while ready - done >= step:
+                yield from self._group(
+                    done, done + step, features, source, frame_at, state, reference
+                )
+                done += step
+        features.finish()
+        total = features.total_frames()
+        while done < total:
+            end = min(done + step, total)
+            yield from self._group(done, end, features, source, frame_at, state, reference)
+            done = end
+
+    def _group(self, j0, j1, features, source, frame_at, state, reference):
+        windows, silent = features.take(j0, j1)
+        features.release(j1)
+        indices = ping_pong(j1, source.n_frames)[j0:j1]
+        frames = [frame_at(int(s)) for s in indices]
+        crops = [
+            cut_crop(f, source.transforms[s], self.size)
+            for f, s in zip(frames, indices, strict=True)
+        ]
+        if not reference:
+            reference.append(self._reference(crops[0]))
+        # Which generated crop each frame shows: its own, or its silent run's first (-1: the run
+        # began in an earlier group and its crop is held in `state`).
+        owner, todo = np.empty(len(indices), np.int64), []
+        run = -1 if state.crop is not None else None
+        for i, quiet in enumerate(silent):
+            if quiet and run is not None:
+                owner[i] = run
+                continue
+            owner[i] = len(todo)
+            todo.append(i)
+            run = owner[i] if quiet else None
+        generated = self._generate([crops[i] for i in todo], windows[todo], reference[0])
+        for i, s in enumerate(indices):
+            crop = state.crop if owner[i] < 0 else generated[owner[i]]
+            frame = self.blender(frames[i], crop, crops[i], source.transforms[s])
+            yield RenderedFrame(j0 + i, int(s), frame, crop, bool(silent[i]))
+        last = len(indices) - 1
+        state.crop = (
+            (state.crop if owner[last] < 0 else generated[owner[last]]) if silent[last] else None
+        )
+
+    @torch.inference_mode()
+    def _generate(self, crops, windows: np.ndarray, reference: torch.Tensor) -> np.ndarray:
+        """uint8 (S, S, 3) crops + (n, W, D) windows -> (n, S, S, 3) float32 in [0, 255]."""
+        if not crops:
+            return np.zeros((0, self.size, self.size, 3), np.float32)
+        batch = torch.from_numpy(np.stack(crops)).to(self.device).permute(0, 3, 1, 2)
+        batch = batch.float() / 255.0  # (n, 3, S, S)
+        n = len(crops)
+        mask = self._mask.expand(n, -1, -1, -1)
+        audio = torch.from_numpy(np.ascontiguousarray(windows, np.float32)).to(self.device)
+        out = self.net(batch * (1 - mask), mask, audio, reference.expand(n, -1, -1, -1))
+        return (out * 255.0).permute(0, 2, 3, 1).float().cpu().numpy()  # (n, S, S, 3)
+
+    # -- public entry points ---------------------------------------------------------------------
+    def stream(
+        self, audio_chunks: Iterable[np.ndarray], video: str | Path | None = None
+    ) -> Iterator[np.ndarray]:
+        """Yield output frames (H, W, 3) uint8 as 16 kHz mono chunks arrive. Latency: a frame
+        leaves once the audio reaches ~115 ms past its centre (mel) and its group of
+        `batch_size` frames is complete, plus compute; use batch_size=1 for the lowest."""
+        if video is not None:
+            self.prepare(video)
+        for rendered in self.render(audio_chunks):
+            yield rendered.frame
+
+    def synthesize(
+        self, video: str | Path, audio: str | Path | np.ndarray, output: str | Path
+    ) -> dict:
+        """Write the lip-synced MP4 and return a summary (frames, fps achieved, paths)."""
+        started = time.perf_counter()
+        output = check_writable(output)
+        waveform, mux_audio, mux_rate = _driving_audio(audio)
+        n_out = int(round(len(waveform) / SAMPLE_RATE * self.fps))
+        if n_out < 1:
+            raise ValueError(f"driving audio {audio}: shorter than one frame at {self.fps:g} fps")
+        source = prepare_source(
+            video, self.fps, self.size, keep_frames=n_out, track_cache_dir=self.track_cache_dir
+        )
+        tracked = time.perf_counter()
+        try:
+            needed = min(n_out, source.n_frames)
+            frames = _Sequential(source.iter_frames(needed))
+            frame_at = frames.get if n_out <= source.n_frames else source.frames.__getitem__
+            width, height = source.frame_size
+            writer = VideoWriter(
+                output, self.fps, width, height, mux_audio, mux_rate, self.crf, self.preset
+            )
+            silent = 0
+            with (
+                _Background(writer) as sink,
+                tqdm(total=n_out, unit="frame", desc="lip-sync", disable=not self.progress) as bar,
+            ):
+                for rendered in self.render([waveform], source, frame_at):
+                    sink.put(rendered.frame)
+                    silent += rendered.silent
+                    bar.update()
+            frames.close()
+        finally:
+            source.close()
+        elapsed = time.perf_counter() - started
+        return {
+            "output": str(output),
+            "frames": n_out,
+            "fps": self.fps,
+            "duration_s": n_out / self.fps,
+            "audio_duration_s": len(waveform) / SAMPLE_RATE,
+            "source_frames": source.n_frames,
+            "silent_frames": int(silent),
+            "seconds": elapsed,
+            "fps_achieved": n_out / elapsed,
+            "render_fps": n_out / max(time.perf_counter() - tracked, 1e-9),
+            "track_seconds": tracked - started,
+        }
+
+
+def _driving_audio(audio: str | Path | np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(16 kHz mono for the features, audio to mux, its rate). A file is muxed at up to 48 kHz
+    so the soundtrack keeps its quality; an array is taken as 16 kHz mono."""
+    if isinstance(audio, np.ndarray):
+        waveform = np.asarray(audio, np.float32).reshape(-1)
+        return waveform, waveform, SAMPLE_RATE
+    import av
+
+    waveform = load_audio(audio, SAMPLE_RATE)
+    with av.open(str(audio)) as container:
+        rate = int(container.streams.audio[0].rate or SAMPLE_RATE)
+    rate = min(max(rate, SAMPLE_RATE), 48_000)
+    mux = waveform if rate == SAMPLE_RATE else load_audio(audio, rate)
+    return waveform, mux, rate
+
+
+class _Sequential:
+    """Random access over a forward-only frame iterator, for indices that only increase."""
+
+    def __init__(self, frames: Iterator[np.ndarray]) -> None:
+        self._frames, self._index, self._frame = frames, -1, None
+
+    def get(self, index: int) -> np.ndarray:
+        while self._index < index:
+            self._frame = next(self._frames)
+            self._index += 1
+        if index != self._index:
+            raise IndexError(f"frame {index} requested after frame {self._index}")
+        return self._frame
+
+    def close(self) -> None:
+        if hasattr(self._frames, "close"):
+            self._frames.close()
+
+
+class _Background:
+    """Encode in a thread (x264 and the muxer release the GIL) while the next batch renders."""
+
+    def __init__(self, writer: VideoWriter, maxsize: int = 32) -> None:
+        self.writer = writer
+        self._queue: queue.Queue = queue.Queue(maxsize)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while (frame := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self.writer.write(frame)
+                except BaseException as error:  # surfaced in the caller's thread
+                    self._error = error
+
+    def put(self, frame: np.ndarray) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(frame)
+
+    def __enter__(self) -> _Background:
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if exc_type is not None or self._error is not None:
+            self.writer._abort()
+            if self._error is not None and exc_type is None:
+                raise self._error
+            return
+        self.writer.close()

@@ -1,0 +1,71 @@
+"""Decode any audio stream (AAC, MP2, FLAC, Vorbis, ...) to mono float32 at 16 kHz, streamed.
+
+PyAV decodes, channels are averaged, soxr resamples chunk by chunk, so a long file never sits in
+memory at its source rate and channel count.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import soxr
+
+from casync.media import NoAudioStreamError, UnreadableMediaError
+from casync.media.video import open_media
+
+
+def _start_time(stream: av.stream.Stream | None) -> float:
+    if stream is None or stream.start_time is None or stream.time_base is None:
+        return 0.0
+    return float(stream.start_time * stream.time_base)
+
+
+def load_audio(
+    path: str | Path, sample_rate: int = 16_000, align_to_video: bool = True
+) -> np.ndarray:
+    """-> (N,) float32 mono at `sample_rate`.
+
+    With `align_to_video`, sample 0 is the first video frame's time (the front is padded with
+    silence or trimmed when the audio stream starts later/earlier than the video stream). Encoder
+    padding past the stream's stated duration is cut off."""
+    path = Path(path)
+    with open_media(path) as container:
+        if not container.streams.audio:
+            raise NoAudioStreamError(
+                path, "no audio stream", "Give a video with the speaker's voice on its soundtrack."
+            )
+        stream = container.streams.audio[0]
+        source_rate = stream.codec_context.sample_rate or stream.rate
+        planar = av.AudioResampler(format="fltp", rate=source_rate)  # any sample format -> float
+        resampler = soxr.ResampleStream(source_rate, sample_rate, 1, dtype="float32")
+        chunks = []
+        try:
+            for frame in container.decode(stream):
+                for converted in planar.resample(frame):
+                    mono = converted.to_ndarray().mean(axis=0, dtype=np.float32)
+                    chunks.append(resampler.resample_chunk(mono))
+        except av.FFmpegError as error:
+            raise UnreadableMediaError(
+                path, f"audio decoding failed ({error})", "Re-export the file."
+            ) from error
+        chunks.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+        audio = np.concatenate(chunks).astype(np.float32, copy=False)
+        if stream.duration is not None and stream.time_base is not None:
+            audio = audio[: int(round(float(stream.duration * stream.time_base) * sample_rate))]
+        video = container.streams.video[0] if container.streams.video else None
+        if align_to_video and video is not None:
+            shift = int(round((_start_time(stream) - _start_time(video)) * sample_rate))
+            audio = np.pad(audio, (shift, 0)) if shift > 0 else audio[-shift:]
+    if audio.size == 0:
+        raise UnreadableMediaError(
+            path, "the audio stream has no decodable samples", "Re-export it."
+        )
+    return audio
+
+
+def level_dbfs(audio: np.ndarray) -> float:
+    """RMS level in dB relative to full scale (-inf for digital silence)."""
+    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if audio.size else 0.0
+    return 20.0 * np.log10(rms) if rms > 0 else float("-inf")

@@ -1,0 +1,100 @@
+"""Face mesh landmarks on real faces, crop/mask geometry, paste-back, gap filling and smoothing."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from clips import sample_audio, sample_frames, write_clip
+
+from casync.face import (
+    LIPS,
+    FaceTracker,
+    cut_crop,
+    params_to_transform,
+    paste_back,
+    region_mask,
+    track_video,
+    transform_points,
+)
+from casync.face.track import fill_gaps, smooth
+
+
+@pytest.fixture(scope="module")
+def obama(sample_dir) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(sample_dir / "image" / "obama.jpg")), cv2.COLOR_BGR2RGB)
+
+
+def test_tracker_finds_478_landmarks_on_a_real_face_and_none_on_a_wall(obama):
+    with FaceTracker(static_image_mode=True) as tracker:
+        points = tracker(obama)
+        assert tracker(np.full((256, 256, 3), 128, np.uint8)) is None
+    assert points.shape == (478, 3)
+    lips, chin, nose = points[list(LIPS), :2], points[152, :2], points[1, :2]
+    assert nose[1] < lips[:, 1].min() and lips[:, 1].max() < chin[1]  # upright face
+    assert points[:, 0].min() > 0 and points[:, 0].max() < obama.shape[1]
+
+
+def test_transform_maps_the_crop_centre_and_scale():
+    transform = params_to_transform(np.array([300.0, 200.0, 100.0, np.pi / 6]), 160)
+    assert transform.shape == (2, 3) and transform.dtype == np.float32
+    centre = transform_points(np.array([[300.0, 200.0]]), transform)
+    assert np.allclose(centre, [[80, 80]], atol=1e-3)
+    along_face_x = np.array([[300 + 50 * np.cos(np.pi / 6), 200 + 50 * np.sin(np.pi / 6)]])
+    assert np.allclose(transform_points(along_face_x, transform), [[160, 80]], atol=1e-3)
+
+
+def test_region_mask_hard_and_feathered():
+    hard, soft = region_mask(160), region_mask(160, feather=4)
+    assert set(np.unique(hard)) == {0.0, 1.0}
+    assert hard[:40].sum() == 0 and hard[120, 80] == 1  # nose and above are kept, mouth area not
+    assert soft[120, 80] == pytest.approx(1) and soft[0, 0] == 0
+    edge = soft[(soft > 0) & (soft < 1)]
+    assert edge.size > 0 and soft.min() >= 0 and soft.max() <= 1
+
+
+def test_paste_back_inverts_cut_and_leaves_alpha_zero_untouched(obama):
+    transform = params_to_transform(np.array([455.0, 700.0, 300.0, 0.1]), 160)
+    crop = cut_crop(obama, transform, 160)
+    alpha = region_mask(160, feather=3)
+    restored = paste_back(obama, crop, transform, alpha)
+    painted = paste_back(obama, np.zeros_like(crop), transform, alpha)
+    changed = np.any(painted != obama, axis=2)
+    assert changed.sum() > 0.5 * (300 * 300 * alpha.mean())  # the region was blended in
+    ys, xs = np.nonzero(changed)
+    assert xs.min() > 455 - 160 and xs.max() < 455 + 160 and ys.min() > 700 - 160
+    # Outside the warped alpha the frame is bit-exact; inside, cut + paste nearly round-trips.
+    assert np.array_equal(painted[~changed], obama[~changed])
+    assert np.abs(restored.astype(int) - obama).mean() < 0.5
+
+
+def test_fill_gaps_interpolates_and_holds_ends():
+    params = np.array([[0, 0, 10, 0], [9, 9, 9, 9], [9, 9, 9, 9], [3, 6, 13, 0.3], [9, 9, 9, 9]])
+    found = np.array([True, False, False, True, False])
+    filled = fill_gaps(params.astype(float), found)
+    assert np.allclose(filled[1], [1, 2, 11, 0.1]) and np.allclose(filled[4], filled[3])
+    jittery = np.tile([100.0, 100.0, 50.0, 0.0], (50, 1))
+    jittery[::2, 0] += 4
+    smoothed = smooth(jittery, sigma=1.5)
+    assert np.ptp(smoothed[5:-5, 0]) < 0.2 * np.ptp(jittery[:, 0])
+
+
+def test_track_video_fills_faceless_frames_and_mouth_stays_in_mask(tmp_path, sample_dir):
+    grid = sample_dir / "video" / "grid_s_pwij3p.mpg"
+    frames = sample_frames(grid, 50)
+    frames[20:26] = [np.full_like(frames[0], 90)] * 6  # six frames with no face
+    clip = write_clip(tmp_path / "gap.mp4", frames, audio=sample_audio(grid, 2.0))
+    track = track_video(clip)
+    assert len(track) == 50 and track.transforms.shape == (50, 2, 3)
+    assert np.array_equal(np.flatnonzero(~track.face_found), np.arange(20, 26))
+    report = track.report()
+    assert report["frames_without_face"] == 6 and report["longest_gap_frames"] == 6
+    assert report["jitter_smoothed_px"] <= report["jitter_raw_px"]
+    # The gap's crop lies between its neighbours' crops, not at some default place.
+    centres = track.params[:, :2]
+    low, high = np.minimum(centres[19], centres[26]) - 2, np.maximum(centres[19], centres[26]) + 2
+    assert np.all((low <= centres[20:26]) & (centres[20:26] <= high))
+    mask = region_mask(160) > 0
+    for k in np.flatnonzero(track.face_found):
+        lips = transform_points(track.landmarks[k][list(LIPS)], track.transforms[k])
+        assert mask[lips[:, 1].astype(int), lips[:, 0].astype(int)].all(), k

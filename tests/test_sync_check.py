@@ -1,0 +1,118 @@
+"""The audio-shift sync check: correlation, window shifting, and verdicts on fake models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from casync.evaluation.lip_landmarks import (
+    CORNER_A,
+    CORNER_B,
+    INNER_LOWER,
+    INNER_UPPER,
+    LIP_INDICES,
+)
+from casync.evaluation.sync import pearson, shift_check, shift_frames, shift_windows
+
+N_FRAMES = 150
+
+
+def lips(openings: np.ndarray) -> np.ndarray:
+    """(N,) inner-lip gaps in px -> (N, 40, 2) lip landmarks of a 40 px wide mouth."""
+    angles = np.linspace(0, 2 * np.pi, len(LIP_INDICES), endpoint=False)
+    half_height = 8 + openings[:, None] / 2  # the whole mouth opens, not just the inner lips
+    x = np.broadcast_to(80 + 20 * np.cos(angles), (len(openings), len(angles)))
+    points = np.stack([x, 115 + half_height * np.sin(angles)], axis=-1).astype(np.float32)
+    points[:, CORNER_A], points[:, CORNER_B] = (60, 115), (100, 115)
+    points[:, INNER_UPPER] = np.stack([np.full_like(openings, 80), 115 - openings / 2], axis=1)
+    points[:, INNER_LOWER] = np.stack([np.full_like(openings, 80), 115 + openings / 2], axis=1)
+    return points
+
+
+@pytest.fixture
+def audio_windows() -> np.ndarray:
+    """(N, 10, 8) per-frame windows whose energy follows a smooth random envelope (~3 frames)."""
+    rng = np.random.default_rng(0)
+    kernel = np.exp(-0.5 * (np.arange(-6, 7) / 2.0) ** 2)
+    envelope = np.convolve(rng.random(N_FRAMES), kernel / kernel.sum(), mode="same")
+    noise = rng.standard_normal((N_FRAMES, 10, 8))
+    return (envelope[:, None, None] * noise / np.abs(noise).mean()).astype(np.float32)
+
+
+def energy_model(windows: np.ndarray, lag: int = 0):
+    """A fake generator whose mouth opening is a function of the (shifted) window energy."""
+
+    def generate(shift: int) -> np.ndarray:
+        energy = np.abs(shift_windows(windows, shift + lag)).mean(axis=(1, 2))
+        return lips(2 + 20 * energy)
+
+    return generate
+
+
+def test_pearson_known_values():
+    signal = np.sin(np.linspace(0, 6, 50))
+    assert pearson(signal, signal) == pytest.approx(1.0)
+    assert pearson(signal, -signal) == pytest.approx(-1.0)
+    assert pearson(signal, 3 * signal + 7) == pytest.approx(1.0)
+    assert np.isnan(pearson(signal, np.ones(50)))  # constant: undefined
+    with_gaps = signal.copy()
+    with_gaps[[3, 10]] = np.nan
+    assert pearson(with_gaps, signal) == pytest.approx(1.0)  # NaN frames are skipped
+
+
+def test_shift_frames_rounds_half_away_from_zero():
+    assert [shift_frames(s) for s in (-0.5, -0.2, 0.0, 0.2, 0.5)] == [-13, -5, 0, 5, 13]
+
+
+def test_shift_windows_replicates_edges_instead_of_wrapping():
+    windows = np.arange(6)
+    np.testing.assert_array_equal(shift_windows(windows, 2), [0, 0, 0, 1, 2, 3])
+    np.testing.assert_array_equal(shift_windows(windows, -2), [2, 3, 4, 5, 5, 5])
+    np.testing.assert_array_equal(shift_windows(windows, 0), windows)
+    assert shift_windows(np.zeros((6, 10, 8)), 3).shape == (6, 10, 8)
+
+
+def test_model_that_ignores_audio_has_zero_margin(audio_windows):
+    real = energy_model(audio_windows)(0)
+    still = lips(np.full(N_FRAMES, 6.0) + np.linspace(0, 1, N_FRAMES))  # moves, but not with audio
+
+    check = shift_check(lambda shift: still, real)
+
+    assert check.lmd_margin == pytest.approx(0.0, abs=1e-6)
+    assert check.correlation_margin == pytest.approx(0.0, abs=1e-6)
+    assert not check.follows_audio
+    assert [r.shift_frames for r in check.shifts] == [-13, -5, 5, 13]
+
+
+def test_model_that_follows_audio_has_positive_margin(audio_windows):
+    generate = energy_model(audio_windows)
+    rng = np.random.default_rng(1)
+    real = generate(0) + rng.normal(0, 0.3, (N_FRAMES, len(LIP_INDICES), 2)).astype(np.float32)
+
+    check = shift_check(generate, real)
+
+    assert check.aligned_correlation > 0.9
+    assert check.lmd_margin > 0.2  # px
+    assert check.correlation_margin > 0.3
+    assert all(r.lmd_margin > 0 and r.correlation_margin > 0 for r in check.shifts)
+    assert check.follows_audio
+
+
+def test_model_lagging_the_audio_does_not_pass(audio_windows):
+    real = energy_model(audio_windows)(0)
+    late = energy_model(audio_windows, lag=5)  # best when driven 5 frames early
+
+    check = shift_check(late, real)
+
+    assert check.correlation_margin < 0  # the -0.2 s shift beats "aligned"
+    assert not check.follows_audio
+
+
+def test_no_lips_found_gives_nan_and_no_verdict(audio_windows):
+    real = energy_model(audio_windows)(0)
+    missing = np.full_like(real, np.nan)
+
+    check = shift_check(lambda shift: missing, real)
+
+    assert np.isnan(check.aligned_lmd) and np.isnan(check.lmd_margin)
+    assert not check.follows_audio
