@@ -33,6 +33,15 @@ PINS := numpy==1.26.4 protobuf==4.25.9 opencv-python-headless==4.11.0.86 \
 	pytest ruff onnx onnxruntime nbformat nbclient ipykernel
 NO_DEPS_PINS := mediapipe==0.10.21 torchaudio==2.11.0
 
+# `make demo VIDEO=me.mp4 AUDIO=speech.wav`: pass them on only when given (an empty VIDEO in the
+# environment would override the sample default).
+ifdef VIDEO
+export VIDEO
+endif
+ifdef AUDIO
+export AUDIO
+endif
+
 .PHONY: help install test test-fast lint format bench demo profile clean
 
 help:  ## List the targets
@@ -71,8 +80,8 @@ bench: install  ## Speed and memory benchmarks (ratios to baselines run alongsid
 	$(BIN)/python -m benchmarks.train_bench --cache-dir data/bench_cache --speaker aoc
 	$(BIN)/python -m benchmarks.inference_bench
 
-demo: install  ## The whole product on the built-in sample data
-	@echo "make demo: not yet available (lands with the evaluation and demo issue)"; exit 1
+demo: install  ## The whole product on the sample clip (VIDEO=... AUDIO=... for other media)
+	$(BIN)/python -m casync.demo
 
 clean:  ## Remove outputs (keeps .venv and data/)
 	rm -rf outputs multirun logs wandb .pytest_cache .ruff_cache

@@ -220,13 +220,6 @@ def test_checkpoint_load_and_exact_resume(aoc_cache, tmp_path):
     assert a["global_step"] == b["global_step"] == 4 and a["epoch"] == b["epoch"]
     assert a["lr_schedulers"] == b["lr_schedulers"]  # the schedule continued, not restarted
     assert b["optimizer_states"][0]["state"][0]["step"] == 4  # AdamW moments carried over
-    # The resumed run continued from the checkpoint: after the same 2 further steps it is far
-    # closer to the uninterrupted run than that run is to its own step-2 state.
-    key = "net.fusion.position"
-    resumed_gap = (a["state_dict"][key] - b["state_dict"][key]).abs().max()
-    progress = (a["state_dict"][key] - checkpoint["state_dict"][key]).abs().max()
-    assert resumed_gap < 0.5 * progress, (float(resumed_gap), float(progress))
-
     generator = load_generator(resumed_last)
     assert generator.audio_config["_target_"].endswith("MelFrontEnd")
     assert generator.reference is not None and generator.reference.dtype.name == "uint8"

@@ -30,7 +30,10 @@ def log_image(loggers, key: str, grid: torch.Tensor, step: int, trainer) -> None
         elif kind == "TensorBoardLogger":
             logger.experiment.add_image(key, grid, step)
             logged = True
-    if not logged and trainer is not None and trainer.log_dir:
-        path = Path(trainer.log_dir) / "images" / f"{key.replace('/', '_')}_{step:06d}.png"
+    # Not `trainer.log_dir`: it broadcasts, and this runs on rank 0 only (a DDP deadlock).
+    folder = next((lg.log_dir for lg in loggers if getattr(lg, "log_dir", None)), None)
+    folder = folder or (trainer.default_root_dir if trainer is not None else None)
+    if not logged and folder:
+        path = Path(folder) / "images" / f"{key.replace('/', '_')}_{step:06d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         save_image(grid, path)
