@@ -1,0 +1,182 @@
+"""Frames to score: a checkpoint's generations on a speaker's held-out range, read from the cache.
+
+The held-out range of each source is the one training validates on (`split_ranges`: its last
+`val_fraction`). Each frame is generated as inference generates it: the masked real crop, the
+mask, the frame's own audio window (or a shifted one, for the sync check) and the checkpoint's
+fixed reference crop. The generated mouth region is pasted into the real crop with the hard mask,
+so every method is scored on the same pixels outside the mask (the real ones).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from casync.data.cache import SourceCache, SpeakerCache
+from casync.data.split import split_ranges
+from casync.evaluation.lip_landmarks import LIP_INDICES, LipLandmarks
+from casync.evaluation.sync import shift_windows
+from casync.face import transform_points
+from casync.model import CASyncNet
+from casync.training.checkpoint import CheckpointError, LoadedGenerator
+from casync.training.reference import choose_reference_crop
+
+# Keys of the front end's config that must agree between a checkpoint and a cache.
+FRONT_END_KEYS = ("feature_dim", "window", "n_mels", "n_fft", "layer")
+
+
+def check_front_end(generator: LoadedGenerator, cache: SpeakerCache, checkpoint: str) -> None:
+    """The cache's audio windows must be what the checkpoint's network was trained on."""
+    config, meta = generator.audio_config, cache.audio_meta
+    kind = str(config.get("_target_", "?")).rsplit(".", 1)[-1]
+    differ = [k for k in FRONT_END_KEYS if k in config and k in meta and config[k] != meta[k]]
+    net = generator.net
+    shapes = (net.audio_feature_dim, net.audio_window) != (meta["feature_dim"], meta["window"])
+    if differ or shapes or not kind.lower().startswith(str(meta.get("name", "?"))):
+        wanted = {k: config[k] for k in FRONT_END_KEYS if k in config}
+        found = {k: meta[k] for k in FRONT_END_KEYS if k in meta}
+        raise CheckpointError(
+            f"checkpoint '{checkpoint}' was trained on {kind} audio features {wanted}, but the "
+            f"cache {cache.root} holds '{meta.get('name')}' features {found}: preprocess the "
+            "speaker with the checkpoint's front end (python -m casync.preprocess "
+            f"speaker={cache.speaker} audio=...), or evaluate a checkpoint trained on this cache"
+        )
+    if int(cache.meta["crop_size"]) != generator.crop_size:
+        raise CheckpointError(
+            f"checkpoint '{checkpoint}' makes {generator.crop_size}px crops, the cache "
+            f"{cache.root} holds {cache.meta['crop_size']}px crops"
+        )
+
+
+@dataclass
+class HeldOut:
+    """The held-out frames of every source of one speaker, concatenated in source order.
+
+    `sources` and `split()` mirror `CASyncDataModule`, so `choose_reference_crop` works on it."""
+
+    sources: list[SourceCache]
+    train: list[range]
+    val: list[range]
+    fps: float
+
+    def split(self) -> tuple[list[range], list[range]]:
+        return self.train, self.val
+
+    def __len__(self) -> int:
+        return sum(len(frames) for frames in self.val)
+
+    def _gather(self, name: str) -> np.ndarray:
+        parts = [np.asarray(getattr(s, name)[f.start : f.stop]) for s, f in self._pairs()]
+        return np.concatenate(parts)
+
+    def _pairs(self) -> list[tuple[SourceCache, range]]:
+        return list(zip(self.sources, self.val, strict=True))
+
+    def crops(self) -> np.ndarray:
+        """(N, S, S, 3) uint8 real crops."""
+        return self._gather("crops")
+
+    def masks(self) -> np.ndarray:
+        """(N, S, S) uint8, 1 = the region the network regenerates."""
+        return self._gather("masks")
+
+    def windows(self, shift: int = 0) -> np.ndarray:
+        """(N, W, D) float32 audio windows, delayed by `shift` frames (positive = audio late).
+        Shifting happens over the whole source, so shifted-in windows are real audio from just
+        outside the range; only the source's own ends repeat."""
+        parts = [
+            shift_windows(np.asarray(s.audio), shift)[f.start : f.stop] for s, f in self._pairs()
+        ]
+        return np.concatenate(parts).astype(np.float32)
+
+    def tracked_lips(self) -> LipLandmarks:
+        """Lip landmarks of the real frames from the preprocessing tracker (full frames, face
+        mesh with eyes in view), moved into crop pixels: a reference for the crop detector."""
+        lips = np.array(LIP_INDICES)
+        points = [
+            transform_points(np.asarray(s.landmarks[j])[lips], np.asarray(s.transforms[j]))
+            if s.face_found[j]
+            else np.full((len(lips), 2), np.nan)
+            for s, f in self._pairs()
+            for j in f
+        ]
+        points = np.stack(points).astype(np.float32)  # (N, 40, 2)
+        return LipLandmarks(points=points, found=~np.isnan(points).any(axis=(1, 2)))
+
+    def time_ranges(self) -> list[tuple[SourceCache, float, float]]:
+        """(source, start s, stop s) of each held-out range."""
+        return [(s, f.start / self.fps, f.stop / self.fps) for s, f in self._pairs()]
+
+
+def held_out_range(cache: SpeakerCache, val_fraction: float) -> HeldOut:
+    """The last `val_fraction` of each source (the training run's validation range)."""
+    gap = int(cache.audio_meta["window"])  # CASyncDataModule's default gap
+    ranges = [split_ranges(s.n_frames, val_fraction, gap) for s in cache.sources]
+    held = HeldOut(
+        sources=list(cache.sources),
+        train=[train for train, _ in ranges],
+        val=[val for _, val in ranges],
+        fps=float(cache.meta["fps"]),
+    )
+    if len(held) == 0:
+        raise ValueError(
+            f"no held-out frames in {cache.root} with val_fraction={val_fraction}: "
+            "set evaluate.val_fraction to the fraction training held out (e.g. 0.25)"
+        )
+    return held
+
+
+def still_mouth_crop(held: HeldOut) -> np.ndarray:
+    """(S, S, 3) uint8: the training-range frame with the most closed mouth (first source)."""
+    crop = choose_reference_crop(held)
+    if crop is None:
+        raise ValueError("the cache has no sources to take a still-mouth frame from")
+    return crop
+
+
+def composite(real: np.ndarray, generated: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Paste `generated` (N or 1, S, S, 3) into `real` (N, S, S, 3) where `masks` (N, S, S) is
+    set; uint8 out."""
+    inside = masks.astype(bool)[..., None]
+    return np.where(inside, generated, real).astype(np.uint8)
+
+
+class HeldOutGenerator:
+    """Batched generation of held-out frames with a fixed reference crop."""
+
+    def __init__(
+        self,
+        net: CASyncNet,
+        reference: np.ndarray,
+        device: str = "cpu",
+        batch_size: int = 16,
+        progress: bool = False,
+    ) -> None:
+        self.device = torch.device(device)
+        self.net = net.eval().to(self.device)
+        ref = torch.from_numpy(np.ascontiguousarray(reference)).permute(2, 0, 1)[None]
+        self.reference = (ref.float() / 255.0).to(self.device)  # (1, 3, S, S)
+        self.batch_size, self.progress = batch_size, progress
+
+    @torch.inference_mode()
+    def __call__(
+        self, real: np.ndarray, masks: np.ndarray, windows: np.ndarray, desc: str = "generate"
+    ) -> np.ndarray:
+        """real (N, S, S, 3) uint8, masks (N, S, S), windows (N, W, D) -> (N, S, S, 3) uint8,
+        the generated mouth region pasted into the real crops."""
+        out = np.empty_like(real)
+        starts = range(0, len(real), self.batch_size)
+        for start in tqdm(starts, desc=desc, disable=not self.progress, leave=False):
+            stop = start + self.batch_size
+            crops = torch.from_numpy(real[start:stop]).to(self.device).permute(0, 3, 1, 2)
+            crops = crops.float() / 255.0  # (B, 3, S, S)
+            mask = torch.from_numpy(masks[start:stop]).to(self.device).float()[:, None]
+            audio = torch.from_numpy(windows[start:stop]).to(self.device)  # (B, W, D)
+            reference = self.reference.expand(len(crops), -1, -1, -1)
+            generated = self.net(crops * (1 - mask), mask, audio, reference)  # (B, 3, S, S)
+            pixels = (generated.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu()
+            out[start:stop] = composite(real[start:stop], pixels.numpy(), masks[start:stop])
+        return out

@@ -1,0 +1,219 @@
+"""`casync.evaluate` on the real aoc cache: the held-out range, clear errors, and end-to-end
+verdicts for an oracle that follows the audio and for a model that ignores it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
+
+import casync.evaluate as evaluate_module
+from casync.audio.frontend import MissingWeightsError
+from casync.data.cache import CacheError, open_cache
+from casync.data.split import split_ranges
+from casync.evaluate import CONFIG_DIR, evaluate
+from casync.evaluation.runner import composite, held_out_range
+from casync.model import CASyncNet
+from casync.training.checkpoint import CheckpointError, LoadedGenerator, save_generator_checkpoint
+
+MEL = {"_target_": "casync.audio.MelFrontEnd", "n_mels": 80, "window": 10, "feature_dim": 80}
+TINY = {"width_multiplier": 0.25, "audio_feature_dim": 80, "audio_window": 10}
+
+
+def compose_evaluate(overrides: list[str]) -> DictConfig:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose("evaluate", overrides=overrides)
+
+
+def eval_config(cache_root: Path, speaker: str, checkpoint: Path, out: Path, *extra: str):
+    return compose_evaluate(
+        [
+            f"checkpoint={checkpoint}",
+            "speaker=aoc",
+            f"speaker.name={speaker}",
+            f"paths.cache_dir={cache_root}",
+            f"paths.output_dir={out}",
+            "evaluate.lpips_net=none",
+            "evaluate.progress=false",
+            "evaluate.device=cpu",
+            *extra,
+        ]
+    )
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path / "tiny.ckpt"
+    save_generator_checkpoint(path, CASyncNet(**TINY), TINY, MEL)
+    return path
+
+
+class OracleNet(torch.nn.Module):
+    """Returns the real crop whose audio window it is given: follows the audio perfectly."""
+
+    def __init__(self, crops: np.ndarray, windows: np.ndarray) -> None:
+        super().__init__()
+        self.crops = torch.from_numpy(np.array(crops)).permute(0, 3, 1, 2).float() / 255
+        self.index = {}
+        for i, window in enumerate(np.asarray(windows, dtype=np.float32)):
+            self.index.setdefault(window.tobytes(), i)
+
+    def forward(self, masked, mask, audio, reference=None):
+        rows = [self.index[w.tobytes()] for w in audio.cpu().numpy()]
+        return self.crops[rows]
+
+
+class IgnoresAudioNet(torch.nn.Module):
+    """Paints the reference's mouth whatever the audio: the still-mouth baseline as a model."""
+
+    def forward(self, masked, mask, audio, reference=None):
+        return reference
+
+
+def fake_generator(net: torch.nn.Module, reference: np.ndarray) -> LoadedGenerator:
+    real = CASyncNet(**TINY)  # only its audio shape attributes are read by the front-end check
+    net.audio_feature_dim, net.audio_window = real.audio_feature_dim, real.audio_window
+    return LoadedGenerator(net, TINY, MEL, reference, 25.0, 160)
+
+
+def test_held_out_range_is_the_training_split_and_shifts_read_outside_it(aoc_cache):
+    cache = open_cache(*aoc_cache)
+    held = held_out_range(cache, 0.25)
+    source = cache.sources[0]
+    train, val = split_ranges(source.n_frames, 0.25, gap=10)
+    assert (held.train, held.val) == ([train], [val]) and len(held) == 50
+    np.testing.assert_array_equal(held.crops(), source.crops[150:200])
+    # +5 frames (audio late): frame 150 hears frame 145's window, from outside the held-out range
+    np.testing.assert_array_equal(held.windows(5), np.asarray(source.audio[145:195], np.float32))
+    np.testing.assert_array_equal(held.windows(-5)[:45], source.audio[155:200])
+    np.testing.assert_array_equal(held.windows(-5)[45:], np.repeat(source.audio[199:], 5, 0))
+    with pytest.raises(ValueError, match="no held-out frames"):
+        held_out_range(cache, 0.0)
+
+
+def test_composite_keeps_real_pixels_outside_the_mask():
+    real = np.zeros((2, 4, 4, 3), np.uint8)
+    generated = np.full((2, 4, 4, 3), 200, np.uint8)
+    masks = np.zeros((2, 4, 4), np.uint8)
+    masks[:, 2:] = 1
+    out = composite(real, generated, masks)
+    assert (out[:, 2:] == 200).all() and (out[:, :2] == 0).all()
+
+
+def test_missing_checkpoint_and_missing_cache_are_named(aoc_cache, tiny_checkpoint, tmp_path):
+    root, speaker = aoc_cache
+    cfg = eval_config(root, speaker, tmp_path / "nope.ckpt", tmp_path / "out")
+    with pytest.raises(CheckpointError, match=r"nope\.ckpt' does not exist"):
+        evaluate(cfg)
+    cfg = eval_config(tmp_path / "empty", speaker, tiny_checkpoint, tmp_path / "out")
+    with pytest.raises(CacheError, match="no complete cache for speaker 'aoc'.*casync.preprocess"):
+        evaluate(cfg)
+
+
+def test_front_end_mismatch_between_checkpoint_and_cache(aoc_cache, tmp_path):
+    root, speaker = aoc_cache
+    model = {**TINY, "audio_feature_dim": 64}
+    checkpoint = tmp_path / "mel64.ckpt"
+    save_generator_checkpoint(checkpoint, CASyncNet(**model), model, {**MEL, "n_mels": 64})
+    cfg = eval_config(root, speaker, checkpoint, tmp_path / "out")
+    with pytest.raises(CheckpointError, match="trained on MelFrontEnd.*'n_mels': 64.*preprocess"):
+        evaluate(cfg)
+    hubert = {"_target_": "casync.audio.HubertFrontEnd", "feature_dim": 80, "window": 10}
+    save_generator_checkpoint(checkpoint, CASyncNet(**TINY), TINY, hubert)
+    with pytest.raises(CheckpointError, match="HubertFrontEnd.*cache .* holds 'mel'"):
+        evaluate(cfg)
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_lpips_without_weights_fails_before_any_work(aoc_cache, tiny_checkpoint, tmp_path):
+    import torchvision
+
+    url = torchvision.models.get_model_weights("alexnet").IMAGENET1K_V1.url
+    if (Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name).is_file():
+        pytest.skip("AlexNet weights are in the torch hub cache on this machine")
+    root, speaker = aoc_cache
+    cfg = eval_config(root, speaker, tiny_checkpoint, tmp_path / "out", "evaluate.lpips_net=alex")
+    with pytest.raises(MissingWeightsError, match="allow_random_backbone=true"):
+        evaluate(cfg)
+
+
+@pytest.mark.slow
+def test_random_model_report_has_every_method_shift_and_lse(aoc_cache, tiny_checkpoint, tmp_path):
+    from casync.evaluation import SyncNetColor
+
+    root, speaker = aoc_cache
+    out = tmp_path / "out"
+    syncnet = tmp_path / "syncnet.pth"  # random weights: exercises the LSE path, not its values
+    torch.save({"state_dict": SyncNetColor().state_dict()}, syncnet)
+    cfg = eval_config(
+        root, speaker, tiny_checkpoint, out, "evaluate.allow_random_backbone=true",
+        "evaluate.lpips_net=alex", "evaluate.shifts_s=[-0.2,0.2]",
+        f"evaluate.syncnet_checkpoint={syncnet}",
+    )  # fmt: skip
+    results = evaluate(cfg)
+    saved = json.loads((out / "metrics.json").read_text())
+    assert set(saved["methods"]) == {"casync", "still_mouth", "real"}
+    real = saved["methods"]["real"]
+    assert real["lmd"] == 0 and real["opening_corr"] == pytest.approx(1.0)
+    assert real["crop/psnr"] == 100.0 and real["mouth/ssim"] == pytest.approx(1.0)
+    assert real["crop/lpips"] == pytest.approx(0.0, abs=1e-6)
+    assert [s["shift_frames"] for s in saved["shift_check"]["shifts"]] == [-5, 5]
+    assert saved["held_out"]["frames"] == 50 and real["landmark_frames"] == 50
+    assert saved["landmark_floor"]["lmd"] < 3.0  # crop detector agrees with the tracker
+    markdown = (out / "metrics.md").read_text()
+    assert "random backbone, not perceptual" in markdown and "still-mouth baseline" in markdown
+    assert "LSE-D ↓" in markdown and "+0.2 s (+5 frames)" in markdown
+    assert all(np.isfinite(m["lse_d"]) and "lse_c" in m for m in saved["methods"].values())
+    assert saved["lse_message"] is None
+    assert (out / "mouth_opening.png").read_bytes()[:4] == b"\x89PNG"
+    assert results["verdict"].keys() == {
+        "beats_still_mouth_lmd",
+        "positive_shift_margin",
+        "follows_audio",
+    }
+
+
+@pytest.mark.slow
+def test_oracle_beats_still_mouth_and_audio_ignoring_model_does_not(
+    aoc_cache, tmp_path, monkeypatch
+):
+    """End to end through evaluate(): aligned audio must map to the right frames (an off-by-one
+    or a wrong shift sign would break the oracle's zero LMD and positive margin)."""
+    root, speaker = aoc_cache
+    source = open_cache(root, speaker).sources[0]
+    reference = np.array(source.crops[20])
+    oracle = fake_generator(OracleNet(source.crops, source.audio), reference)
+    still = fake_generator(IgnoresAudioNet(), reference)
+    checkpoint = tmp_path / "any.ckpt"
+    shutil.copy(__file__, checkpoint)  # exists; its contents are never read (load is patched)
+    monkeypatch.setattr(evaluate_module, "training_val_fraction", lambda path: 0.25)
+    results = {}
+    for name, generator in (("oracle", oracle), ("ignores_audio", still)):
+        monkeypatch.setattr(evaluate_module, "load_generator", lambda path, g=generator: g)
+        cfg = eval_config(
+            root, speaker, checkpoint, tmp_path / name, "evaluate.shifts_s=[-0.2,0.5]"
+        )
+        results[name] = evaluate(cfg)
+
+    oracle_result = results["oracle"]
+    assert oracle_result["methods"]["casync"]["lmd"] == pytest.approx(0.0)
+    assert oracle_result["verdict"] == {
+        "beats_still_mouth_lmd": True,
+        "positive_shift_margin": True,
+        "follows_audio": True,
+    }
+    markdown = (tmp_path / "oracle" / "metrics.md").read_text()
+    assert "LSE-C/LSE-D not computed: LSE-C/LSE-D need a SyncNet expert" in markdown
+    ignoring = results["ignores_audio"]
+    assert ignoring["shift_check"]["lmd_margin"] == pytest.approx(0.0, abs=1e-6)
+    assert ignoring["verdict"]["positive_shift_margin"] is False
+    assert ignoring["verdict"]["follows_audio"] is False
