@@ -297,3 +297,10 @@ def test_ddp_two_cpu_processes_write_one_run_folder(aoc_cache, tmp_path):
     ]
     assert siblings == [], siblings  # every rank wrote into the one run folder
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+
+
+def test_experiment_values_override_the_base_config(tmp_path):
+    cfg = compose_train(["experiment=demo_cpu", f"paths.output_dir={tmp_path}"])
+    assert cfg.loss.perceptual == "none" and cfg.metrics.lpips == "none"
+    assert cfg.optim.lr == 2.0e-3
+    assert compose_train(["experiment=paper", f"paths.output_dir={tmp_path}"]).optim.ema_decay > 0
