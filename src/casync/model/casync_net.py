@@ -26,7 +26,7 @@ class CASyncNet(nn.Module):
         use_reference: bool = True,
         encoder_channels: tuple[int, ...] = (32, 64, 128, 256, 512),
         encoder_res_blocks: int = 1,
-        decoder_channels: tuple[int, ...] = (256, 160, 64, 40),
+        decoder_channels: tuple[int, ...] = (256, 176, 64, 40),
         decoder_res_blocks: int = 1,
         audio_feature_dim: int = 1024,
         audio_window: int = 10,

@@ -10,21 +10,24 @@ from casync.model.blocks import ResidualConvBlock
 
 
 class UpBlock(nn.Module):
-    """Upsample x2, concatenate the encoder skip, merge with a 1x1 conv (cheap at high
-    resolution), then dense residual 3x3 convolutions."""
+    """Merge the upsampled input with the encoder skip through a 1x1 conv, then dense residual
+    3x3 convolutions. The 1x1 conv of [upsample(x), skip] is computed as
+    upsample(conv(x)) + conv(skip): the same function (bilinear upsampling is linear per
+    channel), with the input's share done at low resolution and no wide high-res concat."""
 
     def __init__(
         self, in_channels: int, skip_channels: int, out_channels: int, num_res_blocks: int
     ) -> None:
         super().__init__()
-        self.merge = nn.Conv2d(in_channels + skip_channels, out_channels, 1, bias=False)
+        self.merge_input = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        self.merge_skip = nn.Conv2d(skip_channels, out_channels, 1, bias=False)
         self.blocks = nn.Sequential(
             *[ResidualConvBlock(out_channels, out_channels) for _ in range(num_res_blocks)]
         )
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        return self.blocks(self.merge(torch.cat([x, skip], dim=1)))
+        x = F.interpolate(self.merge_input(x), size=skip.shape[-2:], mode="bilinear")
+        return self.blocks(x + self.merge_skip(skip))
 
 
 class Decoder(nn.Module):
