@@ -40,7 +40,7 @@ class CacheDataset(Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
-    def _reference_frame(self, source: int, frame: int) -> int:
+    def _reference_frame(self, source: int, frame: int, rng: torch.Generator | None = None) -> int:
         """A frame of the same range at least `reference_min_gap` away: random when
         `random_reference`, else a fixed pseudo-random pick; the farthest end if none is that far."""
         frames, gap = self.ranges[source], self.reference_min_gap
@@ -49,10 +49,19 @@ class CacheDataset(Dataset):
         n = len(before) + len(after)
         if n == 0:
             return max((frames.start, frames.stop - 1), key=lambda f: abs(f - frame))
-        k = int(torch.randint(n, ())) if self.random_reference else (frame * 7919) % n
+        k = (
+            int(torch.randint(n, (), generator=rng))
+            if self.random_reference
+            else (frame * 7919) % n
+        )
         return before[k] if k < len(before) else after[k - len(before)]
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor | int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor | int]:
+        """`key`: an index, or (index, seed) from `EpochSeededSampler`, which makes the sample's
+        random choices (reference frame, augmentation) reproducible across resumes."""
+        i, rng = (
+            (key, None) if isinstance(key, int) else (key[0], torch.Generator().manual_seed(key[1]))
+        )
         s, frame = (int(v) for v in self.index[i])
         source = self.sources[s]
         target = torch.from_numpy(np.array(source.crops[frame])).permute(2, 0, 1).float() / 255
@@ -65,21 +74,22 @@ class CacheDataset(Dataset):
             "frame": frame,
         }
         if self.use_reference:
-            ref = source.crops[self._reference_frame(s, frame)]
+            ref = source.crops[self._reference_frame(s, frame, rng)]
             sample["reference"] = torch.from_numpy(np.array(ref)).permute(2, 0, 1).float() / 255
         if self.augment:
-            _augment(sample)
+            _augment(sample, rng)
         sample["masked"] = sample["target"] * (1 - sample["mask"])
         return sample
 
 
-def _augment(sample: dict) -> None:
+def _augment(sample: dict, rng: torch.Generator | None = None) -> None:
     """Same horizontal flip and brightness/contrast jitter on every image of the sample."""
     images = [key for key in ("target", "mask", "reference") if key in sample]
-    if torch.rand(()) < 0.5:
+    if torch.rand((), generator=rng) < 0.5:
         for key in images:
             sample[key] = sample[key].flip(-1)
-    gain, bias = 1 + 0.2 * (torch.rand(()) - 0.5), 0.1 * (torch.rand(()) - 0.5)
+    gain = 1 + 0.2 * (torch.rand((), generator=rng) - 0.5)
+    bias = 0.1 * (torch.rand((), generator=rng) - 0.5)
     for key in ("target", "reference"):
         if key in sample:
             sample[key] = (sample[key] * gain + bias).clamp(0, 1)
@@ -87,7 +97,9 @@ def _augment(sample: dict) -> None:
 
 class EpochSeededSampler(RandomSampler):
     """A shuffle that is a function of (seed, epoch) only, so a run resumed from a checkpoint sees
-    the same order as an uninterrupted one. `current_epoch` reads the trainer's epoch (Lightning's
+    the same order as an uninterrupted one. It yields (index, sample seed) keys, so each sample's
+    random choices are reproducible too (a DistributedSampler yields plain indices; those samples
+    draw from the worker's RNG). `current_epoch` reads the trainer's epoch (Lightning's
     own `set_epoch` count runs one ahead after a resume); under DDP Lightning swaps in a
     DistributedSampler, seeded by (seed, epoch) too."""
 
@@ -102,7 +114,10 @@ class EpochSeededSampler(RandomSampler):
         seed = self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
         epoch = self.current_epoch() if self.current_epoch is not None else self.epoch
         generator = torch.Generator().manual_seed(seed + epoch)
-        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
+        n = len(self.data_source)
+        order = torch.randperm(n, generator=generator).tolist()
+        seeds = torch.randint(2**31 - 1, (n,), generator=generator).tolist()
+        yield from zip(order, seeds, strict=True)
 
 
 class CASyncDataModule(L.LightningDataModule):
