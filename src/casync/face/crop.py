@@ -94,22 +94,54 @@ def region_mask(size: int = 160, feather: float = 0.0) -> np.ndarray:
     return mask
 
 
-def paste_back(
-    frame: np.ndarray, crop: np.ndarray, transform: np.ndarray, alpha: np.ndarray
-) -> np.ndarray:
-    """Warp `crop` back into a copy of `frame` and blend with `alpha` (crop coordinates, [0, 1]).
+def alpha_support(alpha: np.ndarray) -> np.ndarray:
+    """(4, 2) crop-space corners of the box holding every nonzero alpha, one pixel wider for
+    bilinear reach (the whole crop when alpha is empty)."""
+    rows, cols = np.nonzero(alpha)
+    if len(rows) == 0:
+        size = alpha.shape[0]
+        return np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64)
+    x0, y0, x1, y1 = cols.min() - 1, rows.min() - 1, cols.max() + 2, rows.max() + 2
+    return np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]], np.float64)
 
-    Pixels whose warped alpha is 0 keep their exact original values."""
+
+def paste_back(
+    frame: np.ndarray,
+    crop: np.ndarray,
+    transform: np.ndarray,
+    alpha: np.ndarray,
+    support: np.ndarray | None = None,
+) -> np.ndarray:
+    """Warp `crop` (uint8, or float32 in [0, 255]) back into a copy of `frame` and blend with
+    `alpha` (crop coordinates, [0, 1]). Only the frame box under `support` (from `alpha_support`,
+    computed here when not given) is touched; pixels whose warped alpha is 0 keep their exact
+    original values."""
     height, width = frame.shape[:2]
-    size = crop.shape[0]
-    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64)
+    support = alpha_support(alpha) if support is None else support
     inverse = cv2.invertAffineTransform(np.asarray(transform, np.float64))
-    in_frame = corners @ inverse[:, :2].T + inverse[:, 2]
-    x0, y0 = np.clip(np.floor(in_frame.min(0)).astype(int) - 1, 0, [width, height])
-    x1, y1 = np.clip(np.ceil(in_frame.max(0)).astype(int) + 1, 0, [width, height])
+    corners = support @ inverse[:, :2].T + inverse[:, 2]  # (4, 2) in the frame
+    x0, y0 = np.clip(np.floor(corners.min(0)).astype(int) - 1, 0, [width, height])
+    x1, y1 = np.clip(np.ceil(corners.max(0)).astype(int) + 1, 0, [width, height])
     out = frame.copy()
     if x1 <= x0 or y1 <= y0:
         return out
+    local = np.asarray(transform, np.float64).copy()
+    local[:, 2] += local[:, :2] @ np.array([x0, y0], np.float64)  # ROI origin -> (0, 0)
+    flags, roi = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, (int(x1 - x0), int(y1 - y0))
+    warped = cv2.warpAffine(
+        np.asarray(crop, np.float32), local, roi, flags=flags, borderMode=cv2.BORDER_REPLICATE
+    )
+    weight = cv2.warpAffine(np.asarray(alpha, np.float32), local, roi, flags=flags, borderValue=0.0)
+    region = out[y0:y1, x0:x1]
+    base = region.astype(np.float32)
+    # base + (warped - base) * weight, rounded. Where weight is 0 this is base + 0.5, which
+    # truncates back to the exact source value; a convex blend of [0, 255] stays in range.
+    np.subtract(warped, base, out=warped)
+    warped *= weight[..., None]
+    warped += base
+    warped += 0.5
+    np.copyto(region, warped, casting="unsafe")
+    return out
     local = np.asarray(transform, np.float64).copy()
     local[:, 2] += local[:, :2] @ np.array([x0, y0], np.float64)  # frame ROI origin -> (0, 0)
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP

@@ -6,8 +6,8 @@ difference of mean/spread there is a colour cast of the generator, not content. 
 channel (spread ratio clamped) removes the faint box a slightly-off crop leaves even under a soft
 edge. Frame pixels where the warped alpha is 0 keep their exact source values.
 
-Same geometry as `casync.face.paste_back`, restricted to the alpha's bounding box and computed in
-float32 with OpenCV: this runs once per output frame, inside the real-time budget.
+The warp itself is `casync.face.paste_back`, restricted to the alpha's bounding box (it runs once
+per output frame, inside the real-time budget).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from casync.face import region_mask
+from casync.face.crop import alpha_support, paste_back
 
 
 class Blender:
@@ -36,12 +37,7 @@ class Blender:
         self.ring = (hard > 0) & (inner == 0)  # (S, S) bool
         self.color_match = color_match
         self.max_gain = max_gain
-        rows, cols = np.nonzero(self.alpha)
-        # Crop-space box holding every nonzero alpha, one pixel wider for bilinear reach.
-        self.box = np.array(
-            [[cols.min() - 1, rows.min() - 1], [cols.max() + 2, rows.min() - 1],
-             [cols.min() - 1, rows.max() + 2], [cols.max() + 2, rows.max() + 2]], np.float64,
-        )  # fmt: skip
+        self.support = alpha_support(self.alpha)  # crop-space box of every nonzero alpha
 
     def match_colour(self, generated: np.ndarray, source: np.ndarray) -> np.ndarray:
         """generated (S, S, 3) float32 RGB in [0, 255]; source (S, S, 3) uint8 crop of the frame.
@@ -61,26 +57,4 @@ class Blender:
         through `transform` (2, 3) frame -> crop; `source` is the frame's own crop."""
         if self.color_match:
             generated = self.match_colour(generated, source)
-        height, width = frame.shape[:2]
-        inverse = cv2.invertAffineTransform(np.asarray(transform, np.float64))
-        corners = self.box @ inverse[:, :2].T + inverse[:, 2]  # (4, 2) in the frame
-        x0, y0 = np.clip(np.floor(corners.min(0)).astype(int) - 1, 0, [width, height])
-        x1, y1 = np.clip(np.ceil(corners.max(0)).astype(int) + 1, 0, [width, height])
-        out = frame.copy()
-        if x1 <= x0 or y1 <= y0:
-            return out
-        local = np.asarray(transform, np.float64).copy()
-        local[:, 2] += local[:, :2] @ np.array([x0, y0], np.float64)  # ROI origin -> (0, 0)
-        flags, roi = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, (int(x1 - x0), int(y1 - y0))
-        warped = cv2.warpAffine(generated, local, roi, flags=flags, borderMode=cv2.BORDER_REPLICATE)
-        weight = cv2.warpAffine(self.alpha, local, roi, flags=flags, borderValue=0.0)
-        region = out[y0:y1, x0:x1]
-        base = region.astype(np.float32)
-        # base + (warped - base) * weight, rounded. Where weight is 0 this is base + 0.5, which
-        # truncates back to the exact source value; a convex blend of [0, 255] stays in range.
-        np.subtract(warped, base, out=warped)
-        warped *= weight[..., None]
-        warped += base
-        warped += 0.5
-        np.copyto(region, warped, casting="unsafe")
-        return out
+        return paste_back(frame, generated, transform, self.alpha, self.support)
