@@ -329,3 +329,30 @@ def test_experiment_values_override_the_base_config(tmp_path):
     assert cfg.loss.perceptual == "none" and cfg.metrics.lpips == "none"
     assert cfg.optim.lr == 2.0e-3
     assert compose_train(["experiment=paper", f"paths.output_dir={tmp_path}"]).optim.ema_decay > 0
+
+
+def test_multirun_over_speakers_writes_one_run_per_speaker(aoc_cache, tmp_path):
+    root, speaker = aoc_cache
+    caches = tmp_path / "caches"
+    shutil.copytree(root, caches)
+    shutil.copytree(root / speaker, caches / "bob")
+    overrides = [
+        o
+        for o in tiny_overrides(caches, speaker, tmp_path)
+        if not o.startswith(("paths.output_dir", "speaker.name"))
+    ]
+    command = [
+        sys.executable,
+        "-m",
+        "casync.train",
+        "-m",
+        *overrides,
+        f"speaker.name={speaker},bob",
+    ]
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = sorted(
+        p.parent.parent.name for p in tmp_path.glob("logs/train/multirun/*/*/checkpoints/last.ckpt")
+    )
+    assert runs == [f"0_{speaker}", "1_bob"]
