@@ -356,3 +356,16 @@ def test_multirun_over_speakers_writes_one_run_per_speaker(aoc_cache, tmp_path):
         p.parent.parent.name for p in tmp_path.glob("logs/train/multirun/*/*/checkpoints/last.ckpt")
     )
     assert runs == [f"0_{speaker}", "1_bob"]
+
+
+def test_ema_weights_are_averaged_shipped_and_grids_logged(aoc_cache, tmp_path):
+    root, speaker = aoc_cache
+    cfg = compose_train([*tiny_overrides(root, speaker, tmp_path), "optim.ema_decay=0.5"])
+    last = run_checkpointed(cfg, max_steps=2)
+    state = torch.load(last, weights_only=True)["state_dict"]
+    key = "fusion.position"
+    live, ema = state[f"net.{key}"], state[f"ema_net.{key}"]
+    assert not torch.equal(live, ema)  # an average of the trajectory, not the live weights
+    assert torch.equal(load_generator(last).net.state_dict()[key], ema)  # inference ships the EMA
+    grids = list(tmp_path.glob("csv/*/images/val_samples_*.png"))
+    assert grids and grids[0].stat().st_size > 10_000  # input | generated | target | reference
