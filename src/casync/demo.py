@@ -19,7 +19,6 @@ import json
 import logging
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +30,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
+from casync.atomic import atomic_path
 from casync.media import MediaError, MediaFileNotFoundError
 
 log = logging.getLogger(__name__)
@@ -86,13 +86,8 @@ def trim_audio(source: Path, output: Path, seconds: float) -> Path:
     from casync.media.audio import load_audio
 
     audio = load_audio(source, SAMPLE_RATE)[: round(seconds * SAMPLE_RATE)]
-    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".wav")
-    os.close(fd)
-    try:
+    with atomic_path(output, suffix=".wav") as tmp:
         soundfile.write(tmp, audio, SAMPLE_RATE)
-        os.replace(tmp, output)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return output
 
 
@@ -270,7 +265,8 @@ def demo(cfg: DictConfig) -> dict:
         },
         "seconds": steps.seconds,
     }
-    from casync.evaluation.report import atomic_write_text, to_json_safe
+    from casync.atomic import atomic_write_text
+    from casync.evaluation.report import to_json_safe
 
     atomic_write_text(out / "demo_summary.json", json.dumps(to_json_safe(summary), indent=2))
     return summary

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from casync.atomic import atomic_path
+
 FORMAT_VERSION = 1
 ARRAYS = ("crops", "masks", "transforms", "landmarks", "face_found", "audio")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -38,13 +40,11 @@ def validate_name(name: str, what: str = "speaker name") -> str:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temp file in the same directory, fsync, then `os.replace` it into place."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as handle:
+    """Write JSON to a temp file in the same directory, fsync, then rename it into place."""
+    with atomic_path(path) as tmp, open(tmp, "w") as handle:
         json.dump(data, handle, indent=2, sort_keys=True)
         handle.flush()
         os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 class NpyWriter:

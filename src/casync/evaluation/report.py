@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
+from casync.atomic import atomic_write_text
 from casync.evaluation.image_metrics import PSNR_CAP_DB, RANDOM_BACKBONE_LABEL
 
 ROWS = {
@@ -36,21 +35,6 @@ COLUMNS = {  # metric key -> header; the arrow says which way is better
     "lse_d": "LSE-D ↓",
     "lse_c": "LSE-C ↑",
 }
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write `text` to a temp file beside `path`, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def to_json_safe(value: object) -> object:

@@ -8,7 +8,6 @@ clips, so a track can be cached on disk keyed by the file's content hash.
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from casync.atomic import atomic_path
 from casync.face import track_frames
 from casync.face.track import TrackResult
 from casync.media.video import iter_frames, prefetch, probe_video
@@ -120,16 +120,13 @@ def _cache_file(cache_dir: Path, path: Path, fps: float, crop_size: int) -> Path
 
 
 def _save_track(file: Path, track: TrackResult) -> None:
-    file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=file.parent, suffix=".npz")
-    os.close(fd)
-    np.savez(
-        tmp,
-        transforms=track.transforms,
-        face_found=track.face_found,
-        frame_size=np.array(track.frame_size),
-    )
-    os.replace(tmp, file)
+    with atomic_path(file, suffix=".npz") as tmp:
+        np.savez(
+            tmp,
+            transforms=track.transforms,
+            face_found=track.face_found,
+            frame_size=np.array(track.frame_size),
+        )
 
 
 def prepare_source(

@@ -7,14 +7,13 @@ reference crop and the frame rate. EMA weights (`ema_net.*`) win over raw weight
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from casync.atomic import atomic_path
 from casync.model import CASyncNet
 
 FORMAT_VERSION = 1
@@ -35,17 +34,9 @@ class LoadedGenerator:
 
 
 def atomic_torch_save(obj: object, path: str | Path) -> None:
-    """Write to a temp file in the same folder, then rename: never a half-written checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    """Never a half-written checkpoint: write beside `path`, then rename."""
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def casync_extras(reference: np.ndarray | None, fps: float, crop_size: int) -> dict:
