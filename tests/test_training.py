@@ -369,3 +369,11 @@ def test_ema_weights_are_averaged_shipped_and_grids_logged(aoc_cache, tmp_path):
     assert torch.equal(load_generator(last).net.state_dict()[key], ema)  # inference ships the EMA
     grids = list(tmp_path.glob("csv/*/images/val_samples_*.png"))
     assert grids and grids[0].stat().st_size > 10_000  # input | generated | target | reference
+
+
+def test_bf16_mixed_precision_step(cfg_train):
+    """The GPU recipe's precision (trainer=gpu: bf16-mixed) through the same system, on the CPU."""
+    cfg_train.trainer.precision = "bf16-mixed"
+    cfg_train.trainer.fast_dev_run = True
+    metrics = train(cfg_train)
+    assert 0 < metrics["train/loss"] < 1 and metrics["val/psnr"] > 0
