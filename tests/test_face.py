@@ -17,7 +17,7 @@ from casync.face import (
     track_video,
     transform_points,
 )
-from casync.face.track import fill_gaps, smooth
+from casync.face.track import _FixedLagSmoother, gaussian_kernel
 
 
 @pytest.fixture(scope="module")
@@ -68,15 +68,56 @@ def test_paste_back_inverts_cut_and_leaves_alpha_zero_untouched(obama):
     assert np.abs(restored.astype(int) - obama).mean() < 0.5
 
 
-def test_fill_gaps_interpolates_and_holds_ends():
-    params = np.array([[0, 0, 10, 0], [9, 9, 9, 9], [9, 9, 9, 9], [3, 6, 13, 0.3], [9, 9, 9, 9]])
-    found = np.array([True, False, False, True, False])
-    filled = fill_gaps(params.astype(float), found)
-    assert np.allclose(filled[1], [1, 2, 11, 0.1]) and np.allclose(filled[4], filled[3])
+def _batch_fill_and_smooth(boxes: np.ndarray, found: np.ndarray, sigma: float) -> np.ndarray:
+    """Reference: whole-video linear gap filling (held ends), then edge-padded Gaussian."""
+    index = np.arange(len(boxes))
+    filled = np.stack([np.interp(index, index[found], boxes[found, c]) for c in range(4)], 1)
+    kernel = gaussian_kernel(sigma)
+    radius = len(kernel) // 2
+    padded = np.pad(filled, ((radius, radius), (0, 0)), mode="edge")
+    return np.stack([np.convolve(padded[:, c], kernel, "valid") for c in range(4)], 1)
+
+
+def _stream(boxes, found, sigma, max_gap):
+    smoother, out, lags = _FixedLagSmoother(sigma), [], []
+    for k, (box, hit) in enumerate(zip(boxes, found, strict=True)):
+        ready = smoother.push(box if hit else None, max_gap, fallback=np.zeros(4))
+        out += ready
+        lags.append(k + 1 - len(out))  # frames pushed but not handed out yet
+    return np.array(out + smoother.finish()), np.array(lags), smoother
+
+
+def test_fixed_lag_smoother_equals_whole_video_filling_and_smoothing():
+    rng = np.random.default_rng(0)
+    boxes = np.cumsum(rng.normal(0, 2, (80, 4)), axis=0) + np.array([200, 200, 100, 0])
+    found = np.ones(80, bool)
+    found[:3] = found[30:37] = found[-4:] = False  # leading, inner and trailing gaps
+    streamed, lags, smoother = _stream(boxes, found, sigma=1.5, max_gap=50)
+    assert np.allclose(streamed, _batch_fill_and_smooth(boxes, found, 1.5), atol=1e-9)
+    # Lag: the kernel radius (5) while the face is seen; inside a gap it grows with the gap.
+    assert lags[20] == 5 and lags[36] == 5 + 7 and lags[50] == 5 and smoother.held == 4
     jittery = np.tile([100.0, 100.0, 50.0, 0.0], (50, 1))
     jittery[::2, 0] += 4
-    smoothed = smooth(jittery, sigma=1.5)
+    smoothed, _, _ = _stream(jittery, np.ones(50, bool), sigma=1.5, max_gap=50)
     assert np.ptp(smoothed[5:-5, 0]) < 0.2 * np.ptp(jittery[:, 0])
+
+
+def test_gaps_longer_than_the_buffer_hold_the_last_box_and_bound_the_lag():
+    boxes = np.tile([100.0, 100.0, 50.0, 0.0], (60, 1)) + np.arange(60)[:, None] * [1, 0, 0, 0]
+    found = np.ones(60, bool)
+    found[10:40] = False  # 30 frames without a face, buffer of 8
+    streamed, lags, smoother = _stream(boxes, found, sigma=1.0, max_gap=8)
+    assert lags.max() <= 8 + 3  # never more than the buffer plus the kernel radius
+    raw = np.array(smoother.raw)
+    assert np.allclose(raw[10:32, 0], boxes[9, 0])  # held while the buffer kept overflowing
+    assert np.all(np.diff(raw[31:41, 0]) > 0)  # the last buffered stretch bridges to the face
+    assert smoother.held == 22 and len(streamed) == 60
+    # No face for longer than the buffer at the start: the oldest frames get the fallback box.
+    found[:] = True
+    found[:20] = False
+    streamed, lags, smoother = _stream(boxes, found, sigma=1.0, max_gap=8)
+    assert lags.max() <= 8 + 3 and np.allclose(smoother.raw[0], 0) and smoother.held == 12
+    assert np.allclose(streamed[25:], _batch_fill_and_smooth(boxes, found, 1.0)[25:])
 
 
 def test_track_video_fills_faceless_frames_and_mouth_stays_in_mask(tmp_path, sample_dir):

@@ -10,6 +10,8 @@ import json
 import os
 import re
 import shutil
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,10 +23,10 @@ from casync.audio.frontend import AudioFrontEnd
 from casync.audio.windows import window_indices
 from casync.data.cache import FORMAT_VERSION, NpyWriter, validate_name, write_json_atomic
 from casync.face import cut_crop, region_mask, track_video
-from casync.face.track import NoFaceError
+from casync.face.track import NoFaceError, TrackResult
 from casync.media import MediaError, NoAudioStreamError, SilentAudioError
 from casync.media.audio import level_dbfs, load_audio
-from casync.media.video import VideoInfo, iter_frames, prefetch, probe_video
+from casync.media.video import VideoInfo, probe_video
 
 
 class TooShortError(MediaError):
@@ -103,12 +105,42 @@ def _write_audio(
             w.append(features[indices[start : start + 1024]].astype(np.float16))
 
 
+def track_and_cut_crops(path: Path, out: Path, settings: PipelineSettings) -> TrackResult:
+    """Decode, track and write crops.npy + masks.npy into `out`, in one pass over the video.
+
+    Three things overlap: decoding (a background thread), the face mesh (this thread) and
+    cutting + writing crops (a second thread); the tracker hands each frame on as soon as its
+    smoothed crop box is final."""
+    mask = (region_mask(settings.crop_size) > 0.5).astype(np.uint8)
+    size = settings.crop_size
+    with (
+        NpyWriter(out / "crops.npy", (size, size, 3), np.uint8) as crops,
+        NpyWriter(out / "masks.npy", (size, size), np.uint8) as masks,
+        ThreadPoolExecutor(max_workers=1) as cutter,  # warpAffine releases the GIL
+    ):
+        pending: deque[Future] = deque()
+
+        def write_crop(frame: np.ndarray, transform: np.ndarray) -> None:
+            crops.append(cut_crop(frame, transform, size))
+            masks.append(mask)
+
+        def cut_in_background(frame: np.ndarray, transform: np.ndarray) -> None:
+            pending.append(cutter.submit(write_crop, frame, transform))  # one worker: in order
+            while len(pending) > 8 or (pending and pending[0].done()):
+                pending.popleft().result()  # re-raises a failed write; bounds the frames held
+
+        track = track_video(path, settings.fps, size, settings.smoothing, cut_in_background)
+        while pending:
+            pending.popleft().result()
+    return track
+
+
 def process_source(
     path: Path, out: Path, front_end: AudioFrontEnd, settings: PipelineSettings
 ) -> dict[str, Any]:
     """Write one source's arrays and quality.json into `out` (an empty dir) -> quality report."""
     info, audio = check_source(path, settings)
-    track = track_video(path, settings.fps, settings.crop_size, settings.smoothing)
+    track = track_and_cut_crops(path, out, settings)
     n_frames = len(track)
     if n_frames / settings.fps < settings.min_duration_s:
         raise TooShortError(
@@ -129,20 +161,6 @@ def process_source(
     audio_gap_s = (n_samples - len(audio)) / settings.sample_rate
     audio = np.pad(audio[:n_samples], (0, max(0, n_samples - len(audio))))
     _write_audio(out, audio, n_frames, front_end, settings)
-
-    mask = (region_mask(settings.crop_size) > 0.5).astype(np.uint8)
-    size = settings.crop_size
-    with (
-        NpyWriter(out / "crops.npy", (size, size, 3), np.uint8) as crops,
-        NpyWriter(out / "masks.npy", (size, size), np.uint8) as masks,
-    ):
-        frames = prefetch(iter_frames(path, settings.fps))
-        for k, frame in enumerate(tqdm(frames, total=n_frames, desc="crops", leave=False)):
-            if k < n_frames:
-                crops.append(cut_crop(frame, track.transforms[k], size))
-                masks.append(mask)
-        if crops.rows != n_frames:
-            raise MediaError(path, "decoding is not deterministic (frame count changed)", "")
     np.save(out / "transforms.npy", track.transforms)
     np.save(out / "landmarks.npy", track.landmarks)
     np.save(out / "face_found.npy", track.face_found)

@@ -22,9 +22,10 @@ LIPS = (
 class FaceTracker:
     """One face, tracked across consecutive frames (`static_image_mode=False`).
 
-    `refine_landmarks=True` gives the 478-point layout the cache stores; it costs no measurable
-    time here. Frames larger than `max_side` are shrunk before the mesh runs (the mesh itself works
-    on a 192x192 face crop, so this loses nothing and saves the large-image copy)."""
+    `refine_landmarks=True` refines the lip and eye contours and gives the 478-point layout the
+    cache stores; it costs ~1.1 ms a frame here (146 vs 176 frames/s at 512x512). Frames larger
+    than `max_side` are shrunk before the mesh runs (the mesh itself works on a 192x192 face crop,
+    so this loses nothing and saves the large-image copy)."""
 
     def __init__(
         self,
