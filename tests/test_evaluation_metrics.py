@@ -272,5 +272,5 @@ def test_report_writes_strict_json_and_a_table(tmp_path):
 
 def test_mouth_opening_plot_is_a_png(tmp_path):
     t = np.linspace(0, 4, 100)
-    path = plot_mouth_opening(np.sin(t), np.cos(t), tmp_path / "plots" / "opening.png")
+    path = plot_mouth_opening(np.sin(t), np.cos(t), tmp_path / "plots" / "opening.png", t + 6)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

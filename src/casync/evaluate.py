@@ -146,7 +146,7 @@ def evaluate(cfg: DictConfig) -> dict:
         mouth_opening(lips["casync"].points),
         mouth_opening(lips["real"].points),
         out / "mouth_opening.png",
-        held.fps,
+        held.frame_times(),
     )
     results = {
         "checkpoint": checkpoint,

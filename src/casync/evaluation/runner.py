@@ -106,6 +106,12 @@ class HeldOut:
         points = np.stack(points).astype(np.float32)  # (N, 40, 2)
         return LipLandmarks(points=points, found=~np.isnan(points).any(axis=(1, 2)))
 
+    def frame_times(self) -> np.ndarray:
+        """(N,) seconds of each held-out frame within its own source (for plots)."""
+        return np.concatenate(
+            [np.asarray(f, dtype=np.float64) / self.fps for _, f in self._pairs()]
+        )
+
     def time_ranges(self) -> list[tuple[SourceCache, float, float]]:
         """(source, start s, stop s) of each held-out range."""
         return [(s, f.start / self.fps, f.stop / self.fps) for s, f in self._pairs()]

@@ -24,14 +24,14 @@ class CASyncNet(nn.Module):
         self,
         image_size: int = 160,
         use_reference: bool = True,
-        encoder_channels: tuple[int, ...] = (32, 64, 128, 256, 512),
+        encoder_channels: tuple[int, ...] = (64, 128, 256, 512),
         encoder_res_blocks: int = 1,
-        decoder_channels: tuple[int, ...] = (256, 176, 64, 40),
+        decoder_channels: tuple[int, ...] = (256, 224, 72),
         decoder_res_blocks: int = 1,
         audio_feature_dim: int = 1024,
         audio_window: int = 10,
         audio_layers: int = 7,
-        audio_channels: int = 504,
+        audio_channels: int = 480,
         audio_input_norm: str = "layer",
         fusion_dim: int = 448,
         fusion_heads: int = 8,
@@ -47,7 +47,7 @@ class CASyncNet(nn.Module):
         enc = [scale_width(c, width_multiplier) for c in encoder_channels]
         dec = [scale_width(c, width_multiplier) for c in decoder_channels]
         fusion_width = scale_width(fusion_dim, width_multiplier, divisor=fusion_heads)
-        bottleneck = image_size // 2 ** (len(enc) - 1)
+        bottleneck = image_size // 2 ** len(enc)  # the stem halves, then each down block
 
         self.image_size = image_size
         self.use_reference = use_reference

@@ -43,9 +43,12 @@ class Decoder(nn.Module):
             UpBlock(c_in, c_skip, c_out, num_res_blocks)
             for c_in, c_skip, c_out in zip(ins, skips, channels, strict=True)
         )
-        self.to_rgb = nn.Conv2d(channels[-1], 3, 3, padding=1)
+        # Sub-pixel output: 3x(2x2) values per half-resolution position -> full-resolution RGB.
+        self.to_rgb = nn.Sequential(
+            nn.Conv2d(channels[-1], 3 * 4, 3, padding=1), nn.PixelShuffle(2)
+        )
 
     def forward(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
         for block, skip in zip(self.up_blocks, reversed(skips), strict=True):
             x = block(x, skip)
-        return torch.sigmoid(self.to_rgb(x))  # (B, 3, H, W)
+        return torch.sigmoid(self.to_rgb(x))  # (B, 3, 2h, 2w): the crop's full resolution
