@@ -19,6 +19,7 @@ import casync.data.pipeline as pipeline
 from casync.audio import MelFrontEnd, frame_windows
 from casync.data.cache import CacheError, open_cache
 from casync.face import LIPS, cut_crop, transform_points
+from casync.inference.features import FrameFeatures
 from casync.media import (
     MediaFileNotFoundError,
     NoAudioStreamError,
@@ -26,7 +27,7 @@ from casync.media import (
     SilentAudioError,
     UnreadableMediaError,
 )
-from casync.media.audio import load_audio
+from casync.media.audio import SILENCE_DBFS, load_audio
 from casync.media.video import iter_frames
 from casync.preprocess import preprocess
 
@@ -53,7 +54,7 @@ def test_aoc_cache_round_trip(aoc_cache, sample_dir):
     cache = open_cache(root, speaker)
     meta = cache.meta
     assert (meta["format_version"], meta["fps"], meta["sample_rate"], meta["crop_size"]) == (
-        1, 25.0, 16000, 160,
+        2, 25.0, 16000, 160,
     )  # fmt: skip
     assert meta["audio"]["name"] == "mel" and len(meta["sources"][0]["sha256"]) == 64
     (source,) = cache.sources
@@ -69,8 +70,17 @@ def test_aoc_cache_round_trip(aoc_cache, sample_dir):
     features = MelFrontEnd()(load_audio(sample_dir / "video" / "aoc_8s.mp4"))
     expected = frame_windows(features, 200, 25, 10).astype(np.float16)
     assert np.allclose(source.audio, expected, atol=1e-2)
+    # Per-frame audio level, by the inference silence rule: aoc pauses for breath at 6.4-7.1 s.
+    audio = load_audio(sample_dir / "video" / "aoc_8s.mp4")
+    flags = FrameFeatures(MelFrontEnd(), silence_db=SILENCE_DBFS)
+    flags.push(audio)
+    flags.finish()
+    _, silent = flags.take(0, 200)
+    np.testing.assert_array_equal(source.levels_dbfs <= SILENCE_DBFS, silent)
+    assert silent[162:178].all() and not silent[150:158].any() and silent.mean() < 0.25
     quality = source.quality
     assert quality["frames_without_face"] == 0 and quality["duration_used_s"] == 8.0
+    assert quality["silent_frames"] == silent.sum()
     assert quality["audio_level_dbfs"] == pytest.approx(-28.5, abs=1)
 
 

@@ -116,3 +116,23 @@ def test_no_lips_found_gives_nan_and_no_verdict(audio_windows):
 
     assert np.isnan(check.aligned_lmd) and np.isnan(check.lmd_margin)
     assert not check.follows_audio
+
+
+def test_frames_mask_scores_only_speech(audio_windows):
+    """A real speaker who breathes with the mouth open in a pause: the audio-driven model closes
+    it there, which all-frame scores punish; scored on speech frames the model passes."""
+    generate = energy_model(audio_windows)
+    real = generate(0).copy()
+    pause = np.zeros(N_FRAMES, bool)
+    pause[60:90] = True
+    silent_windows = audio_windows.copy()
+    silent_windows[60:90] = 0.0
+    follows = energy_model(silent_windows)  # silence in the pause: mouth closed there
+    real[pause] = lips(np.full(pause.sum(), 12.0))  # but the real mouth stays open
+
+    on_speech = shift_check(follows, real, frames=~pause)
+    on_all = shift_check(follows, real)
+
+    assert on_speech.frames == N_FRAMES - 30 and on_all.frames == N_FRAMES
+    assert on_speech.follows_audio and on_speech.lmd_margin > 0
+    assert on_all.aligned_lmd > on_speech.aligned_lmd  # the pause is where aligned audio loses

@@ -262,6 +262,12 @@ def demo(cfg: DictConfig) -> dict:
             "casync_opening_corr": results["methods"]["casync"]["opening_corr"],
             "shift_lmd_margin": results["shift_check"]["lmd_margin"],
             "shift_correlation_margin": results["shift_check"]["correlation_margin"],
+            "shift_frames": results["shift_check"]["frames"],
+            "held_out_frames": results["held_out"]["frames"],
+            "shift_lmd_margin_all_frames": results["shift_check_all_frames"]["lmd_margin"],
+            "shift_correlation_margin_all_frames": results["shift_check_all_frames"][
+                "correlation_margin"
+            ],
         },
         "seconds": steps.seconds,
     }
@@ -283,13 +289,17 @@ def verdict_lines(summary: dict) -> list[str]:
             if v["beats_still_mouth_lmd"]
             else "CASync does NOT beat the still-mouth baseline."
         ),
-        f"Audio-shift check (+-0.2 s, +-0.5 s): smallest margins LMD {m['shift_lmd_margin']:+.3f} "
-        f"px, mouth-opening correlation {m['shift_correlation_margin']:+.3f} -> "
+        f"Audio-shift check (+-0.2 s, +-0.5 s) on the {m['shift_frames']} held-out frames with "
+        f"speech: smallest margins LMD {m['shift_lmd_margin']:+.3f} px, mouth-opening correlation "
+        f"{m['shift_correlation_margin']:+.3f} -> "
         + (
             "POSITIVE: the mouth follows the audio."
             if v["positive_shift_margin"]
             else "NOT positive: no evidence here that the mouth follows the audio."
         ),
+        f"(On all {m['held_out_frames']} held-out frames, silent ones included: LMD "
+        f"{m['shift_lmd_margin_all_frames']:+.3f} px, correlation "
+        f"{m['shift_correlation_margin_all_frames']:+.3f}.)",
     ]
     if summary["quick"]:
         lines.append(

@@ -20,8 +20,8 @@ import numpy as np
 
 from casync.atomic import atomic_path
 
-FORMAT_VERSION = 1
-ARRAYS = ("crops", "masks", "transforms", "landmarks", "face_found", "audio")
+FORMAT_VERSION = 2  # 2: levels_dbfs (per-frame audio level)
+ARRAYS = ("crops", "masks", "transforms", "landmarks", "face_found", "audio", "levels_dbfs")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 

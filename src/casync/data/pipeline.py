@@ -25,7 +25,7 @@ from casync.data.cache import FORMAT_VERSION, NpyWriter, validate_name, write_js
 from casync.face import cut_crop, region_mask, track_video
 from casync.face.track import NoFaceError, TrackResult
 from casync.media import MediaError, NoAudioStreamError, SilentAudioError
-from casync.media.audio import level_dbfs, load_audio
+from casync.media.audio import SILENCE_DBFS, frame_levels_dbfs, level_dbfs, load_audio
 from casync.media.video import VideoInfo, probe_video
 
 
@@ -161,6 +161,9 @@ def process_source(
     audio_gap_s = (n_samples - len(audio)) / settings.sample_rate
     audio = np.pad(audio[:n_samples], (0, max(0, n_samples - len(audio))))
     _write_audio(out, audio, n_frames, front_end, settings)
+    half_window_s = front_end.window / 2 / front_end.feature_rate  # the audio window's reach
+    levels = frame_levels_dbfs(audio, n_frames, settings.fps, half_window_s, settings.sample_rate)
+    np.save(out / "levels_dbfs.npy", levels)
     np.save(out / "transforms.npy", track.transforms)
     np.save(out / "landmarks.npy", track.landmarks)
     np.save(out / "face_found.npy", track.face_found)
@@ -175,6 +178,7 @@ def process_source(
         "frame_size": [info.width, info.height],
         "codec": info.codec,
         "audio_level_dbfs": level_dbfs(audio),
+        "silent_frames": int((levels <= SILENCE_DBFS).sum()),
         "audio_peak_dbfs": float(20 * np.log10(max(float(np.abs(audio).max()), 1e-10))),
         "audio_padded_s": max(0.0, audio_gap_s),
         "audio_trimmed_s": max(0.0, -audio_gap_s),
@@ -195,7 +199,10 @@ def format_report(source_id: str, report: dict) -> str:
 
 
 def _settings_key(settings: PipelineSettings, audio: dict) -> str:
-    blob = json.dumps({"settings": asdict(settings), "audio": audio}, sort_keys=True)
+    # The format version is part of the key: a new format redoes every source.
+    blob = json.dumps(
+        {"format": FORMAT_VERSION, "settings": asdict(settings), "audio": audio}, sort_keys=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -2,7 +2,8 @@
 
 `results` layout (what `casync.evaluate` builds):
     methods:      {"casync" | "still_mouth" | "real": {metric key: float | None}}
-    shift_check:  ShiftCheck.to_dict() for CASync, or None
+    shift_check:  ShiftCheck.to_dict() for CASync on frames with speech, or None
+    shift_check_all_frames: the same on every held-out frame (optional)
     lpips_label:  LPIPSMetric.label, or None when LPIPS was not computed
     lse_message:  why LSE-C/LSE-D are missing, or None
     notes:        extra lines for the markdown
@@ -110,7 +111,25 @@ def markdown_report(results: dict) -> str:
         notes.append(f"LSE-C/LSE-D not computed: {results['lse_message']}")
     notes.append(f"PSNR of identical frames is infinite (shown as ∞, stored as {PSNR_CAP_DB:g}).")
     if results.get("shift_check"):
-        parts += ["", "## Audio shift check (CASync)", "", shift_table(results["shift_check"])]
+        check = results["shift_check"]
+        parts += [
+            "",
+            "## Audio shift check (CASync)",
+            "",
+            f"Scored on the {check.get('frames', '?')} held-out frames with speech (the verdict): "
+            "in silence the real mouth rests or breathes as it likes and inference holds a still "
+            "mouth, so silent frames say nothing about sync.",
+            "",
+            shift_table(check),
+        ]
+    if results.get("shift_check_all_frames"):
+        every = results["shift_check_all_frames"]
+        parts += [
+            "",
+            f"### The same check on all {every.get('frames', '?')} held-out frames (for reference)",
+            "",
+            shift_table(every),
+        ]
     parts += ["", "## Notes", "", *[f"- {note}" for note in notes]]
     return "\n".join(parts) + "\n"
 

@@ -20,6 +20,7 @@ from casync.data.split import split_ranges
 from casync.evaluation.lip_landmarks import LIP_INDICES, LipLandmarks
 from casync.evaluation.sync import shift_windows
 from casync.face import transform_points
+from casync.media.audio import SILENCE_DBFS
 from casync.model import CASyncNet
 from casync.training.checkpoint import CheckpointError, LoadedGenerator
 from casync.training.reference import choose_reference_crop
@@ -105,6 +106,11 @@ class HeldOut:
         ]
         points = np.stack(points).astype(np.float32)  # (N, 40, 2)
         return LipLandmarks(points=points, found=~np.isnan(points).any(axis=(1, 2)))
+
+    def speech(self, silence_dbfs: float = SILENCE_DBFS) -> np.ndarray:
+        """(N,) bool: frames whose audio window is louder than `silence_dbfs` (the inference
+        silence rule). In silence the mouth's pose (breathing, resting) is not set by the audio."""
+        return self._gather("levels_dbfs") > silence_dbfs
 
     def frame_times(self) -> np.ndarray:
         """(N,) seconds of each held-out frame within its own source (for plots)."""

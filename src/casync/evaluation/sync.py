@@ -71,6 +71,7 @@ class ShiftCheck:
     lmd_margin: float
     correlation_margin: float
     follows_audio: bool
+    frames: int  # how many frames were scored
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,15 +83,19 @@ def shift_check(
     fps: float = 25.0,
     shifts_s: Sequence[float] = SHIFTS_S,
     correlation_margin_min: float = CORRELATION_MARGIN_MIN,
+    frames: np.ndarray | None = None,
 ) -> ShiftCheck:
     """`generate(shift_frames)` returns lip landmarks (N, 40, 2) of frames generated with the
     audio windows shifted by `shift_frames` (see `shift_windows`); `real_points` are the real
-    frames' landmarks. `follows_audio` is True when aligned audio beats every shift by at least
+    frames' landmarks. Scores use the frames where the bool mask `frames` is True (all when None).
+    `follows_audio` is True when aligned audio beats every shift by at least
     `correlation_margin_min` in mouth-opening correlation and by any amount in LMD (NaN fails)."""
+    keep = np.ones(len(real_points), bool) if frames is None else np.asarray(frames, bool)
+    real_points = real_points[keep]
     real_opening = mouth_opening(real_points)
 
     def score(shift: int) -> tuple[float, float]:
-        points = generate(shift)
+        points = generate(shift)[keep]
         return lmd(points, real_points), pearson(mouth_opening(points), real_opening)
 
     aligned_lmd, aligned_corr = score(0)
@@ -119,4 +124,5 @@ def shift_check(
         lmd_margin=lmd_margin,
         correlation_margin=corr_margin,
         follows_audio=bool(lmd_margin > 0 and corr_margin >= correlation_margin_min),
+        frames=int(keep.sum()),
     )

@@ -29,7 +29,7 @@ from casync.inference.blend import Blender
 from casync.inference.features import FrameFeatures
 from casync.inference.schedule import ping_pong
 from casync.inference.source import SourceVideo, prepare_source
-from casync.media.audio import load_audio
+from casync.media.audio import SILENCE_DBFS, load_audio
 from casync.media.writer import VideoWriter, check_writable
 from casync.training.checkpoint import CheckpointError, LoadedGenerator, load_generator
 
@@ -74,7 +74,7 @@ class Synthesizer:
         front_end=None,
         device: str = "cpu",
         batch_size: int = 16,
-        silence_db: float | None = -45.0,
+        silence_db: float | None = SILENCE_DBFS,
         feather: float = 5.0,
         color_match: bool = True,
         track_cache_dir: str | Path | None = None,

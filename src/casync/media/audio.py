@@ -65,7 +65,28 @@ def load_audio(
     return audio
 
 
+# A video frame whose audio window (its +-window/2 span) is quieter than this is silence: inference
+# holds a still, closed mouth there, and the evaluation's sync check skips it.
+SILENCE_DBFS = -45.0
+
+
 def level_dbfs(audio: np.ndarray) -> float:
     """RMS level in dB relative to full scale (-inf for digital silence)."""
     rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if audio.size else 0.0
     return 20.0 * np.log10(rms) if rms > 0 else float("-inf")
+
+
+def frame_levels_dbfs(
+    audio: np.ndarray, n_frames: int, fps: float, half_window_s: float, sample_rate: int = 16_000
+) -> np.ndarray:
+    """(n_frames,) RMS level in dBFS of `audio` within +-`half_window_s` of each video frame's
+    centre: the span the frame's audio window covers (the inference silence rule uses the same
+    span). Digital silence reads -120 dBFS rather than -inf."""
+    half = int(round(half_window_s * sample_rate))
+    levels = np.empty(n_frames)
+    for j in range(n_frames):
+        centre = int(round((j + 0.5) / fps * sample_rate))
+        span = audio[max(0, centre - half) : min(len(audio), centre + half)]
+        rms = float(np.sqrt(np.mean(np.square(span, dtype=np.float64)))) if span.size else 0.0
+        levels[j] = 20.0 * np.log10(max(rms, 1e-6))
+    return levels.astype(np.float32)

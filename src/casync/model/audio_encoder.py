@@ -25,22 +25,9 @@ class AudioConvLayer(nn.Module):
         return x + h if self.residual else h
 
 
-class FeatureBatchNorm(nn.BatchNorm1d):
-    """Per-feature standardisation of (B, W, D) windows with statistics of the training data: unlike
-    a per-frame LayerNorm it keeps each frame's loudness, the strongest cue in log-mel features."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.transpose(1, 2)).transpose(1, 2)
-
-
-INPUT_NORMS = {"layer": nn.LayerNorm, "batch": FeatureBatchNorm}
-
-
 class AudioEncoder(nn.Module):
     """(B, W, feature_dim) feature window -> (B, W, dim) audio tokens, one per feature frame.
 
-    `input_norm`: "layer" standardises each frame over its features (HuBERT features, which are
-    layer-normed already); "batch" standardises each feature with running statistics (log-mel).
     Layer 1 maps features to `channels`, the middle layers refine, the last maps to `dim`."""
 
     def __init__(
@@ -49,16 +36,11 @@ class AudioEncoder(nn.Module):
         channels: int,
         dim: int,
         num_layers: int = 7,
-        input_norm: str = "layer",
     ) -> None:
         super().__init__()
         if num_layers < 2:
             raise ValueError(f"audio_layers must be at least 2, got {num_layers}")
-        if input_norm not in INPUT_NORMS:
-            raise ValueError(
-                f"audio_input_norm must be one of {sorted(INPUT_NORMS)}, got {input_norm!r}"
-            )
-        self.input_norm = INPUT_NORMS[input_norm](feature_dim)
+        self.input_norm = nn.LayerNorm(feature_dim)
         self.layers = nn.Sequential(
             AudioConvLayer(feature_dim, channels),
             *[AudioConvLayer(channels, channels) for _ in range(num_layers - 2)],

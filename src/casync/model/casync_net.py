@@ -32,7 +32,6 @@ class CASyncNet(nn.Module):
         audio_window: int = 10,
         audio_layers: int = 7,
         audio_channels: int = 480,
-        audio_input_norm: str = "layer",
         fusion_dim: int = 448,
         fusion_heads: int = 8,
         fusion_depth: int = 4,
@@ -61,7 +60,6 @@ class CASyncNet(nn.Module):
             scale_width(audio_channels, width_multiplier),
             fusion_width,
             audio_layers,
-            audio_input_norm,
         )
         self.fusion = Fusion(enc[-1], fusion_width, fusion_heads, fusion_depth, bottleneck**2)
         self.decoder = Decoder(enc, dec, decoder_res_blocks)
