@@ -93,6 +93,8 @@ def test_held_out_range_is_the_training_split_and_shifts_read_outside_it(aoc_cac
     assert (held.train, held.val) == ([train], [val]) and len(held) == 50
     np.testing.assert_array_equal(held.crops(), source.crops[150:200])
     np.testing.assert_allclose(held.frame_times(), np.arange(150, 200) / 25)  # 6.00-7.96 s
+    assert held.has_shifted_audio(5).all()  # frames 145-194 exist
+    np.testing.assert_array_equal(held.has_shifted_audio(-5), np.arange(150, 200) + 5 < 200)
     # +5 frames (audio late): frame 150 hears frame 145's window, from outside the held-out range
     np.testing.assert_array_equal(held.windows(5), np.asarray(source.audio[145:195], np.float32))
     np.testing.assert_array_equal(held.windows(-5)[:45], source.audio[155:200])

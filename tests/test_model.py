@@ -112,3 +112,16 @@ def test_profile_cli_writes_json_and_figure(tmp_path):
     assert set(data["parts"]) == {"face_encoder", "audio_encoder", "fusion", "decoder"}
     assert figure.stat().st_size > 10_000 and figure.read_bytes()[:4] == b"\x89PNG"
     assert "LatentSync" in result.stdout and "CASync (this build)" in result.stdout
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_audio_conv_as_matmul_equals_conv1d(batch):
+    from torch import nn
+
+    from casync.model.audio_encoder import conv1d_as_matmul
+
+    torch.manual_seed(0)
+    for bias in (False, True):
+        conv = nn.Conv1d(24, 16, 3, padding=1, bias=bias)
+        x = torch.randn(batch, 24, 10)
+        torch.testing.assert_close(conv1d_as_matmul(x, conv), conv(x), rtol=1e-5, atol=1e-5)

@@ -11,6 +11,7 @@ from casync.evaluation.lip_landmarks import (
     INNER_LOWER,
     INNER_UPPER,
     LIP_INDICES,
+    lmd,
 )
 from casync.evaluation.sync import pearson, shift_check, shift_frames, shift_windows
 
@@ -136,3 +137,20 @@ def test_frames_mask_scores_only_speech(audio_windows):
     assert on_speech.frames == N_FRAMES - 30 and on_all.frames == N_FRAMES
     assert on_speech.follows_audio and on_speech.lmd_margin > 0
     assert on_all.aligned_lmd > on_speech.aligned_lmd  # the pause is where aligned audio loses
+
+
+def test_shifts_compare_only_frames_whose_shifted_audio_exists(audio_windows):
+    generate = energy_model(audio_windows)
+    real = generate(0) + np.random.default_rng(2).normal(0, 0.3, (N_FRAMES, 40, 2))
+
+    def has_audio(shift: int) -> np.ndarray:  # a held-out range at the end of its recording
+        return np.arange(N_FRAMES) - shift < N_FRAMES
+
+    check = shift_check(generate, real, has_audio=has_audio)
+
+    early = check.shifts[0]  # -13 frames: the last 13 frames would hear a frozen edge window
+    assert (early.shift_frames, early.frames) == (-13, N_FRAMES - 13)
+    head = slice(0, N_FRAMES - 13)
+    expected = lmd(generate(-13)[head], real[head]) - lmd(generate(0)[head], real[head])
+    assert early.lmd_margin == pytest.approx(expected)
+    assert check.shifts[-1].frames == N_FRAMES  # +13: audio from earlier frames exists

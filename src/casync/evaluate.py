@@ -137,8 +137,10 @@ def evaluate(cfg: DictConfig) -> dict:
         # likes, and the product holds a still mouth. All frames are reported beside it.
         speech = held.speech(options.silence_dbfs)
         real_points, shifts_s = lips["real"].points, list(options.shifts_s)
-        check = shift_check(shifted_lips, real_points, held.fps, shifts_s, frames=speech)
-        check_all = shift_check(shifted_lips, real_points, held.fps, shifts_s)
+        has_audio = held.has_shifted_audio
+        check = shift_check(shifted_lips, real_points, held.fps, shifts_s, frames=speech,
+                            has_audio=has_audio)  # fmt: skip
+        check_all = shift_check(shifted_lips, real_points, held.fps, shifts_s, has_audio=has_audio)
 
     floor = landmark_metrics(lips["real"], held.tracked_lips())
     box = mouth_box(masks)

@@ -75,17 +75,16 @@ def metrics_table(methods: dict[str, dict[str, float | None]], lpips_label: str 
 def shift_table(check: dict) -> str:
     """The shift check: aligned scores, each shift, the margins and the verdict."""
     lines = [
-        "| audio shift | LMD (px) | opening corr | LMD margin | corr margin |",
-        "|---|---|---|---|---|",
-        f"| 0 s (aligned) | {format_value('lmd', check['aligned_lmd'])} | "
+        "| audio shift | frames | LMD (px) | opening corr | LMD margin | corr margin |",
+        "|---|---|---|---|---|---|",
+        f"| 0 s (aligned) | {check.get('frames', '')} | {format_value('lmd', check['aligned_lmd'])} | "
         f"{format_value('corr', check['aligned_correlation'])} | | |",
     ]
     for shift in check["shifts"]:
         cells = [shift[k] for k in ("lmd", "correlation", "lmd_margin", "correlation_margin")]
         lines.append(
             f"| {shift['shift_s']:+.1f} s ({shift['shift_frames']:+d} frames) | "
-            + " | ".join(format_value("", c) for c in cells)
-            + " |"
+            f"{shift.get('frames', '')} | " + " | ".join(format_value("", c) for c in cells) + " |"
         )
     verdict = "follows the audio" if check["follows_audio"] else "does NOT clearly follow the audio"
     lines.append(
@@ -118,7 +117,9 @@ def markdown_report(results: dict) -> str:
             "",
             f"Scored on the {check.get('frames', '?')} held-out frames with speech (the verdict): "
             "in silence the real mouth rests or breathes as it likes and inference holds a still "
-            "mouth, so silent frames say nothing about sync.",
+            "mouth, so silent frames say nothing about sync. Each shift is compared with aligned "
+            "audio on the frames whose shifted audio exists (none past the ends of the "
+            "recording); margins are shifted minus aligned on those frames.",
             "",
             shift_table(check),
         ]

@@ -112,6 +112,16 @@ class HeldOut:
         silence rule). In silence the mouth's pose (breathing, resting) is not set by the audio."""
         return self._gather("levels_dbfs") > silence_dbfs
 
+    def has_shifted_audio(self, shift: int) -> np.ndarray:
+        """(N,) bool: frames whose audio `shift` frames away (see `shift_windows`) exists in their
+        source. Where it does not, `windows(shift)` repeats the edge window: no real audio."""
+        return np.concatenate(
+            [
+                (np.asarray(f) - shift >= 0) & (np.asarray(f) - shift < s.n_frames)
+                for s, f in self._pairs()
+            ]
+        )
+
     def frame_times(self) -> np.ndarray:
         """(N,) seconds of each held-out frame within its own source (for plots)."""
         return np.concatenate(

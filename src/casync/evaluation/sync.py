@@ -57,8 +57,9 @@ class ShiftResult:
     shift_frames: int
     lmd: float
     correlation: float
-    lmd_margin: float  # lmd(shifted) - lmd(aligned)
+    lmd_margin: float  # lmd(shifted) - lmd(aligned), on the same frames
     correlation_margin: float  # correlation(aligned) - correlation(shifted)
+    frames: int  # frames compared (those with speech whose shifted audio exists)
 
 
 @dataclass(frozen=True)
@@ -84,33 +85,41 @@ def shift_check(
     shifts_s: Sequence[float] = SHIFTS_S,
     correlation_margin_min: float = CORRELATION_MARGIN_MIN,
     frames: np.ndarray | None = None,
+    has_audio: Callable[[int], np.ndarray] | None = None,
 ) -> ShiftCheck:
     """`generate(shift_frames)` returns lip landmarks (N, 40, 2) of frames generated with the
     audio windows shifted by `shift_frames` (see `shift_windows`); `real_points` are the real
     frames' landmarks. Scores use the frames where the bool mask `frames` is True (all when None).
-    `follows_audio` is True when aligned audio beats every shift by at least
+    `has_audio(shift_frames)` -> (N,) bool marks the frames whose shifted audio exists (not past
+    either end of the recording); each shift is compared with aligned audio on the frames where
+    both exist. `follows_audio` is True when aligned audio beats every shift by at least
     `correlation_margin_min` in mouth-opening correlation and by any amount in LMD (NaN fails)."""
     keep = np.ones(len(real_points), bool) if frames is None else np.asarray(frames, bool)
-    real_points = real_points[keep]
     real_opening = mouth_opening(real_points)
+    aligned = generate(0)
 
-    def score(shift: int) -> tuple[float, float]:
-        points = generate(shift)[keep]
-        return lmd(points, real_points), pearson(mouth_opening(points), real_opening)
+    def score(points: np.ndarray, subset: np.ndarray) -> tuple[float, float]:
+        return (
+            lmd(points[subset], real_points[subset]),
+            pearson(mouth_opening(points[subset]), real_opening[subset]),
+        )
 
-    aligned_lmd, aligned_corr = score(0)
+    aligned_lmd, aligned_corr = score(aligned, keep)
     results = []
     for seconds in shifts_s:
-        frames = shift_frames(seconds, fps)
-        shifted_lmd, shifted_corr = score(frames)
+        shift = shift_frames(seconds, fps)
+        subset = keep if has_audio is None else keep & np.asarray(has_audio(shift), bool)
+        shifted_lmd, shifted_corr = score(generate(shift), subset)
+        base_lmd, base_corr = score(aligned, subset)
         results.append(
             ShiftResult(
                 shift_s=float(seconds),
-                shift_frames=frames,
+                shift_frames=shift,
                 lmd=shifted_lmd,
                 correlation=shifted_corr,
-                lmd_margin=shifted_lmd - aligned_lmd,
-                correlation_margin=aligned_corr - shifted_corr,
+                lmd_margin=shifted_lmd - base_lmd,
+                correlation_margin=base_corr - shifted_corr,
+                frames=int(subset.sum()),
             )
         )
     # np.min propagates NaN (Python's min() may drop it): an undefined score (no lips found, a

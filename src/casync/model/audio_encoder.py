@@ -8,6 +8,19 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
+
+
+def conv1d_as_matmul(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
+    """`conv(x)` for a stride-1, 'same'-padded Conv1d, as one matrix product over the stacked
+    taps. The same function and weights; on short windows (10 frames) PyTorch's CPU Conv1d takes a
+    slow im2col path at batch 1 (~1.4 ms a layer here), the matrix product a fraction of that."""
+    k = conv.kernel_size[0]
+    w = x.shape[-1]
+    padded = F.pad(x, (k // 2, k // 2))  # (B, C_in, W + k - 1)
+    taps = torch.stack([padded[..., i : i + w] for i in range(k)], dim=-1)  # (B, C_in, W, k)
+    taps = taps.transpose(1, 2).flatten(2)  # (B, W, C_in * k), the weight's (C_in, k) order
+    return F.linear(taps, conv.weight.flatten(1), conv.bias).transpose(1, 2)  # (B, C_out, W)
 
 
 class AudioConvLayer(nn.Module):
@@ -21,7 +34,7 @@ class AudioConvLayer(nn.Module):
         self.residual = in_channels == out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.act(self.norm(self.conv(x)))
+        h = self.act(self.norm(conv1d_as_matmul(x, self.conv)))
         return x + h if self.residual else h
 
 
