@@ -95,7 +95,7 @@ def test_fixed_lag_smoother_equals_whole_video_filling_and_smoothing():
     streamed, lags, smoother = _stream(boxes, found, sigma=1.5, max_gap=50)
     assert np.allclose(streamed, _batch_fill_and_smooth(boxes, found, 1.5), atol=1e-9)
     # Lag: the kernel radius (5) while the face is seen; inside a gap it grows with the gap.
-    assert lags[20] == 5 and lags[36] == 5 + 7 and lags[50] == 5 and smoother.held == 4
+    assert lags[20] == 5 and lags[36] == 5 + 7 and lags[50] == 5 and smoother.held == 3 + 4
     jittery = np.tile([100.0, 100.0, 50.0, 0.0], (50, 1))
     jittery[::2, 0] += 4
     smoothed, _, _ = _stream(jittery, np.ones(50, bool), sigma=1.5, max_gap=50)

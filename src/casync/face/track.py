@@ -90,9 +90,10 @@ def gaussian_kernel(sigma: float) -> np.ndarray:
 class _FixedLagSmoother:
     """Raw crop boxes in (None where no face), smoothed boxes out with a lag of `radius` frames.
 
-    Gaps are interpolated linearly between the boxes on either side (held at the start and end,
-    and held for the oldest frames while more than `max_gap` wait, which bounds the lag); smoothing is a Gaussian over time whose window
-    repeats the first and last box at the ends (zero phase)."""
+    Gaps are interpolated linearly between the boxes on either side. They are held at the start
+    and end, and held for the oldest frames while more than `max_gap` wait, which bounds the lag.
+    Smoothing is a Gaussian over time whose window repeats the first and last box at the ends
+    (zero phase). `held` counts the frames whose box was held rather than interpolated."""
 
     def __init__(self, sigma: float) -> None:
         self.kernel = gaussian_kernel(sigma)
@@ -125,6 +126,7 @@ class _FixedLagSmoother:
         start = self.resolved
         if start == 0:  # the first face: hold its box back to frame 0
             self.raw[:k] = [box] * k
+            self.held += k
         elif start < k:
             anchor = self.raw[start - 1]
             for i in range(start, k):
