@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from casync.audio.frontend import FEATURE_RATE, SAMPLE_RATE, MelFrontEnd
+from casync.media.audio import frame_levels_dbfs
 
 HOP = SAMPLE_RATE // FEATURE_RATE  # 320 samples per feature frame
 
@@ -161,15 +162,11 @@ class FrameFeatures:
     def _silent(self, frames: np.ndarray) -> np.ndarray:
         if self.silence_db is None:
             return np.zeros(len(frames), bool)
-        flags = []
-        for j in frames:
-            centre = int(round((j + 0.5) / self.fps * SAMPLE_RATE))
-            a = max(0, centre - self.silence_half)
-            b = min(self.n_samples, centre + self.silence_half)
-            span = self._audio[a - self._offset : b - self._offset].astype(np.float64)
-            rms = np.sqrt(np.mean(span**2)) if span.size else 0.0
-            flags.append(rms <= 10 ** (self.silence_db / 20))
-        return np.array(flags, bool)
+        half_window_s = self.silence_half / SAMPLE_RATE
+        levels = frame_levels_dbfs(
+            self._audio, frames, self.fps, half_window_s, SAMPLE_RATE, self._offset
+        )
+        return levels <= self.silence_db
 
 
 def _uncentred(front_end: MelFrontEnd):

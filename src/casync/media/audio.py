@@ -77,16 +77,24 @@ def level_dbfs(audio: np.ndarray) -> float:
 
 
 def frame_levels_dbfs(
-    audio: np.ndarray, n_frames: int, fps: float, half_window_s: float, sample_rate: int = 16_000
+    audio: np.ndarray,
+    frames: int | np.ndarray,
+    fps: float,
+    half_window_s: float,
+    sample_rate: int = 16_000,
+    offset: int = 0,
 ) -> np.ndarray:
-    """(n_frames,) RMS level in dBFS of `audio` within +-`half_window_s` of each video frame's
-    centre: the span the frame's audio window covers (the inference silence rule uses the same
-    span). Digital silence reads -120 dBFS rather than -inf."""
+    """RMS level in dBFS of the audio within +-`half_window_s` of each video frame's centre: the
+    span the frame's audio window covers. `frames`: a count (frames 0..n-1) or frame indices;
+    `audio` may be a stretch of a longer recording that starts at sample `offset` (streaming).
+    Digital silence reads -120 dBFS rather than -inf."""
+    frames = np.arange(frames) if np.isscalar(frames) else np.asarray(frames)
     half = int(round(half_window_s * sample_rate))
-    levels = np.empty(n_frames)
-    for j in range(n_frames):
+    end = offset + len(audio)
+    levels = np.empty(len(frames))
+    for k, j in enumerate(frames):
         centre = int(round((j + 0.5) / fps * sample_rate))
-        span = audio[max(0, centre - half) : min(len(audio), centre + half)]
+        span = audio[max(0, centre - half - offset) : max(0, min(end, centre + half) - offset)]
         rms = float(np.sqrt(np.mean(np.square(span, dtype=np.float64)))) if span.size else 0.0
-        levels[j] = 20.0 * np.log10(max(rms, 1e-6))
+        levels[k] = 20.0 * np.log10(max(rms, 1e-6))
     return levels.astype(np.float32)
