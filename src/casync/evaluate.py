@@ -129,8 +129,8 @@ def evaluate(cfg: DictConfig) -> dict:
 
         def shifted_lips(shift: int) -> np.ndarray:
             if shift not in shifted:
-                frames_ = generate(real, masks, held.windows(shift), f"generate (shift {shift:+d})")
-                shifted[shift] = extractor(frames_, progress=options.progress).points
+                crops = generate(real, masks, held.windows(shift), f"generate (shift {shift:+d})")
+                shifted[shift] = extractor(crops, progress=options.progress).points
             return shifted[shift]
 
         # Sync is scored where there is speech: in silence the real mouth rests or breathes as it
