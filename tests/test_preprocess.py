@@ -54,13 +54,15 @@ def test_aoc_cache_round_trip(aoc_cache, sample_dir):
     cache = open_cache(root, speaker)
     meta = cache.meta
     assert (meta["format_version"], meta["fps"], meta["sample_rate"], meta["crop_size"]) == (
-        2, 25.0, 16000, 160,
+        3, 25.0, 16000, 160,
     )  # fmt: skip
     assert meta["audio"]["name"] == "mel" and len(meta["sources"][0]["sha256"]) == 64
     (source,) = cache.sources
     assert source.n_frames == 200 and source.crops.shape == (200, 160, 160, 3)
     assert source.crops.dtype == np.uint8 and isinstance(source.crops, np.memmap)
     assert source.masks.shape == (200, 160, 160) and source.transforms.shape == (200, 2, 3)
+    assert source.mask.shape == (160, 160) and (source.dir / "mask.npy").stat().st_size < 30_000
+    assert np.array_equal(source.masks[123], source.mask) and source.mask.any()  # stored once
     assert source.landmarks.shape == (200, 478, 2) and source.face_found.all()
     assert source.audio.shape == (200, 10, 80) and source.audio.dtype == np.float16
     # Crops are the stored transforms applied to the decoded frames; audio is the front end's.

@@ -20,8 +20,8 @@ import numpy as np
 
 from casync.atomic import atomic_path
 
-FORMAT_VERSION = 2  # 2: levels_dbfs (per-frame audio level)
-ARRAYS = ("crops", "masks", "transforms", "landmarks", "face_found", "audio", "levels_dbfs")
+FORMAT_VERSION = 3  # 2: levels_dbfs (per-frame audio level); 3: one mask.npy for all frames
+ARRAYS = ("crops", "mask", "transforms", "landmarks", "face_found", "audio", "levels_dbfs")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
@@ -114,6 +114,12 @@ class SourceCache:
                 self._arrays[name] = np.load(self.dir / f"{name}.npy", mmap_mode="r")
             return self._arrays[name]
         raise AttributeError(name)
+
+    @property
+    def masks(self) -> np.ndarray:
+        """(n_frames, S, S) read-only view of the one region mask (fixed in crop coordinates, so
+        the cache stores it once)."""
+        return np.broadcast_to(self.mask, (self.n_frames, *self.mask.shape))
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_arrays": {}}

@@ -106,23 +106,21 @@ def _write_audio(
 
 
 def track_and_cut_crops(path: Path, out: Path, settings: PipelineSettings) -> TrackResult:
-    """Decode, track and write crops.npy + masks.npy into `out`, in one pass over the video.
+    """Decode, track and write crops.npy + mask.npy into `out`, in one pass over the video.
 
     Three things overlap: decoding (a background thread), the face mesh (this thread) and
     cutting + writing crops (a second thread); the tracker hands each frame on as soon as its
     smoothed crop box is final."""
-    mask = (region_mask(settings.crop_size) > 0.5).astype(np.uint8)
     size = settings.crop_size
+    np.save(out / "mask.npy", (region_mask(size) > 0.5).astype(np.uint8))  # the same every frame
     with (
         NpyWriter(out / "crops.npy", (size, size, 3), np.uint8) as crops,
-        NpyWriter(out / "masks.npy", (size, size), np.uint8) as masks,
         ThreadPoolExecutor(max_workers=1) as cutter,  # warpAffine releases the GIL
     ):
         pending: deque[Future] = deque()
 
         def write_crop(frame: np.ndarray, transform: np.ndarray) -> None:
             crops.append(cut_crop(frame, transform, size))
-            masks.append(mask)
 
         def cut_in_background(frame: np.ndarray, transform: np.ndarray) -> None:
             pending.append(cutter.submit(write_crop, frame, transform))  # one worker: in order
