@@ -65,7 +65,7 @@ class CacheDataset(Dataset):
         s, frame = (int(v) for v in self.index[i])
         source = self.sources[s]
         target = torch.from_numpy(np.array(source.crops[frame])).permute(2, 0, 1).float() / 255
-        mask = torch.from_numpy(np.array(source.masks[frame])).float()[None]  # (1, H, W)
+        mask = torch.from_numpy(np.array(source.mask)).float()[None]  # (1, H, W)
         sample: dict[str, torch.Tensor | int] = {
             "target": target,  # (3, H, W)
             "mask": mask,

@@ -1,4 +1,4 @@
-"""Preprocessing: source videos -> a speaker's cache (crops, masks, transforms, landmarks, audio
+"""Preprocessing: source videos -> a speaker's cache (crops, mask, transforms, landmarks, audio
 windows, quality report). `build_cache` validates every source first, processes only sources whose
 content or settings changed, stages finished sources, and commits them with `meta.json` last.
 """
