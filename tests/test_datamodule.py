@@ -12,6 +12,8 @@ import pytest
 import torch
 
 from casync.data import CacheError, CASyncDataModule, open_cache, split_ranges
+from casync.data.reference import mouth_opening
+from casync.training.reference import choose_reference_crop
 
 
 def test_split_is_contiguous_with_a_gap():
@@ -25,7 +27,9 @@ def test_split_is_contiguous_with_a_gap():
 
 def test_batches_with_workers_are_the_cached_samples(aoc_cache):
     root, speaker = aoc_cache
-    dm = CASyncDataModule(str(root), [speaker], batch_size=8, num_workers=2, augment=False)
+    dm = CASyncDataModule(
+        str(root), [speaker], batch_size=8, num_workers=2, augment=False, reference="random"
+    )
     assert dm.audio_meta["name"] == "mel" and dm.audio_meta["feature_dim"] == 80
     dm.setup("fit")
     source = open_cache(root, speaker).sources[0]
@@ -48,6 +52,26 @@ def test_batches_with_workers_are_the_cached_samples(aoc_cache):
     assert len(seen_train) == 136 and set(seen_train) <= set(range(140))  # drop_last, shuffled
     val = [batch["frame"] for batch in dm.val_dataloader()]
     assert torch.cat(val).tolist() == list(range(150, 200))
+
+
+def test_closed_mouth_reference_is_the_one_inference_ships(aoc_cache):
+    """Training and validation see the reference the checkpoint ships: the training range's frame
+    with the most closed mouth (never a held-out frame)."""
+    root, speaker = aoc_cache
+    dm = CASyncDataModule(str(root), [speaker], batch_size=8, num_workers=0, augment=False)
+    dm.setup("fit")
+    source = open_cache(root, speaker).sources[0]
+    (frame,) = dm.closed_mouth_frames()
+    opening = mouth_opening(np.asarray(source.landmarks[:140], dtype=np.float32))
+    assert frame in range(140) and opening[frame] == opening.min()
+    shipped = choose_reference_crop(dm)
+    np.testing.assert_array_equal(shipped, source.crops[frame])
+    expected = torch.from_numpy(shipped).permute(2, 0, 1).float() / 255
+    for loader in (dm.train_dataloader(), dm.val_dataloader()):
+        batch = next(iter(loader))
+        assert all(torch.equal(ref, expected) for ref in batch["reference"])
+    with pytest.raises(ValueError, match="data.reference='nearest'"):
+        CASyncDataModule(str(root), [speaker], 8, 0, reference="nearest")
 
 
 def test_augmentation_keeps_inputs_consistent(aoc_cache):

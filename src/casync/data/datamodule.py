@@ -1,7 +1,9 @@
 """`CASyncDataModule`: streams training samples from one or more speakers' caches via memory maps.
 
 Each sample is a target crop, its mask, the masked crop, the audio window of the frame and
-(optionally) a reference crop from the same source and split, at least `reference_min_gap_s` away.
+(optionally) a reference crop: by default the source's closed-mouth training frame, the one
+inference uses (see `casync.data.reference`); with `reference="random"`, a random frame of the
+same source and split at least `reference_min_gap_s` away.
 """
 
 from __future__ import annotations
@@ -14,11 +16,17 @@ import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from casync.data.cache import SourceCache, SpeakerCache, open_cache
+from casync.data.reference import closed_mouth_frame
 from casync.data.split import split_ranges
+
+REFERENCE_MODES = ("closed_mouth", "random")
 
 
 class CacheDataset(Dataset):
-    """Frames `ranges[i]` of `sources[i]`; arrays are opened lazily in each worker."""
+    """Frames `ranges[i]` of `sources[i]`; arrays are opened lazily in each worker.
+
+    `fixed_references[i]`, when given, is the reference frame of every sample of source i;
+    otherwise each sample's reference is another frame of its range (see `_reference_frame`)."""
 
     def __init__(
         self,
@@ -28,8 +36,15 @@ class CacheDataset(Dataset):
         augment: bool = False,
         reference_min_gap: int = 25,
         random_reference: bool = False,
+        fixed_references: list[int] | None = None,
     ) -> None:
+        if fixed_references is not None and len(fixed_references) != len(sources):
+            raise ValueError(
+                f"fixed_references needs one frame per source: {len(sources)}, "
+                f"got {len(fixed_references)}"
+            )
         self.sources, self.ranges = sources, ranges
+        self.fixed_references = fixed_references
         self.use_reference, self.augment = use_reference, augment
         self.random_reference = random_reference
         self.reference_min_gap = reference_min_gap
@@ -74,7 +89,12 @@ class CacheDataset(Dataset):
             "frame": frame,
         }
         if self.use_reference:
-            ref = source.crops[self._reference_frame(s, frame, rng)]
+            ref_frame = (
+                self.fixed_references[s]
+                if self.fixed_references is not None
+                else self._reference_frame(s, frame, rng)
+            )
+            ref = source.crops[ref_frame]
             sample["reference"] = torch.from_numpy(np.array(ref)).permute(2, 0, 1).float() / 255
         if self.augment:
             _augment(sample, rng)
@@ -136,6 +156,7 @@ class CASyncDataModule(L.LightningDataModule):
         use_reference: bool = True,
         augment: bool = True,
         gap: int | None = None,
+        reference: str = "closed_mouth",
         reference_min_gap_s: float = 1.0,
         pin_memory: bool = False,
     ) -> None:
@@ -143,6 +164,8 @@ class CASyncDataModule(L.LightningDataModule):
         self.save_hyperparameters()
         if not speakers:
             raise ValueError("data.speakers is empty: name at least one preprocessed speaker")
+        if reference not in REFERENCE_MODES:
+            raise ValueError(f"data.reference={reference!r}: choose one of {REFERENCE_MODES}")
         self._caches: list[SpeakerCache] | None = None  # opened on first use, not at instantiate
         self.train_set: CacheDataset | None = None
         self.val_set: CacheDataset | None = None
@@ -181,10 +204,22 @@ class CASyncDataModule(L.LightningDataModule):
         pairs = [split_ranges(s.n_frames, self.hparams.val_fraction, gap) for s in self.sources]
         return [train for train, _ in pairs], [val for _, val in pairs]
 
+    def closed_mouth_frames(self) -> list[int]:
+        """Per source, its training range's closed-mouth frame: the reference inference uses."""
+        train, _ = self.split()
+        return [closed_mouth_frame(s, r) for s, r in zip(self.sources, train, strict=True)]
+
     def setup(self, stage: str | None = None) -> None:
         train, val = self.split()
         gap = round(self.hparams.reference_min_gap_s * self.fps)
-        common = {"use_reference": self.hparams.use_reference, "reference_min_gap": gap}
+        fixed = None
+        if self.hparams.use_reference and self.hparams.reference == "closed_mouth":
+            fixed = self.closed_mouth_frames()  # validation too: it then scores what ships
+        common = {
+            "use_reference": self.hparams.use_reference,
+            "reference_min_gap": gap,
+            "fixed_references": fixed,
+        }
         self.train_set = CacheDataset(
             self.sources, train, augment=self.hparams.augment, random_reference=True, **common
         )
