@@ -64,6 +64,10 @@ def test_quick_demo_runs_every_step_and_says_what_it_found(sample_dir, tmp_path)
     beats = "CASync BEATS" if verdict["beats_still_mouth_lmd"] else "CASync does NOT beat"
     shift = "POSITIVE" if verdict["positive_shift_margin"] else "NOT positive"
     assert beats in result.stdout and shift in result.stdout and "Quick mode" in result.stdout
+    evidence = summary["metrics"]["shift_evidence"]
+    assert (
+        f"90 % intervals (block bootstrap over those frames): {evidence.upper()}" in result.stdout
+    )
     for path in summary["files"].values():
         assert path in result.stdout and Path(path).is_file()
 

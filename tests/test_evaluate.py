@@ -216,7 +216,9 @@ def test_oracle_beats_still_mouth_and_audio_ignoring_model_does_not(
     }
     markdown = (tmp_path / "oracle" / "metrics.md").read_text()
     assert "LSE-C/LSE-D not computed: LSE-C/LSE-D need a SyncNet expert" in markdown
+    assert "LMD margin [90 %]" in markdown and "Margin intervals (block bootstrap" in markdown
     ignoring = results["ignores_audio"]
     assert ignoring["shift_check"]["lmd_margin"] == pytest.approx(0.0, abs=1e-6)
     assert ignoring["verdict"]["positive_shift_margin"] is False
     assert ignoring["verdict"]["follows_audio"] is False
+    assert ignoring["shift_check"]["evidence"] == "does not follow"

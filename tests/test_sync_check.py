@@ -13,7 +13,13 @@ from casync.evaluation.lip_landmarks import (
     LIP_INDICES,
     lmd,
 )
-from casync.evaluation.sync import pearson, shift_check, shift_frames, shift_windows
+from casync.evaluation.sync import (
+    block_bootstrap,
+    pearson,
+    shift_check,
+    shift_frames,
+    shift_windows,
+)
 
 N_FRAMES = 150
 
@@ -116,7 +122,7 @@ def test_no_lips_found_gives_nan_and_no_verdict(audio_windows):
     check = shift_check(lambda shift: missing, real)
 
     assert np.isnan(check.aligned_lmd) and np.isnan(check.lmd_margin)
-    assert not check.follows_audio
+    assert not check.follows_audio and check.evidence == "inconclusive"
 
 
 def test_frames_mask_scores_only_speech(audio_windows):
@@ -154,3 +160,48 @@ def test_shifts_compare_only_frames_whose_shifted_audio_exists(audio_windows):
     expected = lmd(generate(-13)[head], real[head]) - lmd(generate(0)[head], real[head])
     assert early.lmd_margin == pytest.approx(expected)
     assert check.shifts[-1].frames == N_FRAMES  # +13: audio from earlier frames exists
+
+
+def test_margin_intervals_say_when_too_few_frames_were_scored(audio_windows):
+    """The same noisy speaker and model: 150 frames show that the mouth follows the audio; 20
+    frames give positive point margins but intervals that include 0 (inconclusive)."""
+    generate = energy_model(audio_windows)
+    energy = np.abs(audio_windows).mean(axis=(1, 2))
+    noisy_opening = 2 + 20 * energy + np.random.default_rng(1).normal(0, 3.0, N_FRAMES)
+    real = lips(np.clip(noisy_opening, 0, None))
+    short = np.zeros(N_FRAMES, bool)
+    short[40:60] = True
+
+    long_check = shift_check(generate, real)
+    short_check = shift_check(generate, real, frames=short)
+
+    assert long_check.evidence == "follows"
+    assert all(r.lmd_margin_ci[0] > 0 and r.correlation_margin_ci[0] > 0 for r in long_check.shifts)
+    assert short_check.lmd_margin > 0 and short_check.correlation_margin > 0
+    assert short_check.evidence == "inconclusive"
+    assert any(
+        r.correlation_margin_ci[0] < 0 < r.correlation_margin_ci[1] for r in short_check.shifts
+    )
+    for r in short_check.shifts:  # each interval holds its point estimate
+        assert r.lmd_margin_ci[0] <= r.lmd_margin <= r.lmd_margin_ci[1]
+
+
+def test_margin_intervals_of_models_that_do_not_follow(audio_windows):
+    real = energy_model(audio_windows)(0)
+    still = lips(np.full(N_FRAMES, 6.0) + np.linspace(0, 1, N_FRAMES))
+
+    ignores = shift_check(lambda shift: still, real)
+    lags = shift_check(energy_model(audio_windows, lag=5), real)
+
+    assert ignores.evidence == "does not follow"
+    assert all(r.lmd_margin_ci == pytest.approx((0.0, 0.0), abs=1e-6) for r in ignores.shifts)
+    assert lags.evidence == "does not follow"
+    assert lags.shifts[1].correlation_margin_ci[1] < 0  # -0.2 s: clearly better than "aligned"
+
+
+def test_block_bootstrap_resamples_runs_of_neighbouring_frames():
+    rows = block_bootstrap(23, 5, 200)
+    assert rows.shape == (200, 23) and rows.min() >= 0 and rows.max() <= 22
+    runs = rows[:, :20].reshape(200, 4, 5)
+    assert (np.diff(runs, axis=-1) == 1).all()  # each block is 5 consecutive frames
+    assert len({tuple(r) for r in rows}) > 190  # and the rows differ

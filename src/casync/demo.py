@@ -263,6 +263,7 @@ def demo(cfg: DictConfig) -> dict:
             "shift_lmd_margin": results["shift_check"]["lmd_margin"],
             "shift_correlation_margin": results["shift_check"]["correlation_margin"],
             "shift_frames": results["shift_check"]["frames"],
+            "shift_evidence": results["shift_check"]["evidence"],
             "held_out_frames": results["held_out"]["frames"],
             "shift_lmd_margin_all_frames": results["shift_check_all_frames"]["lmd_margin"],
             "shift_correlation_margin_all_frames": results["shift_check_all_frames"][
@@ -280,6 +281,8 @@ def demo(cfg: DictConfig) -> dict:
 
 def verdict_lines(summary: dict) -> list[str]:
     """The demo's plain-language conclusion."""
+    from casync.evaluation.report import EVIDENCE
+
     m, v = summary["metrics"], summary["verdict"]
     lines = [
         f"LMD on the held-out range: CASync {m['casync_lmd']:.3f} px, still-mouth baseline "
@@ -297,6 +300,8 @@ def verdict_lines(summary: dict) -> list[str]:
             if v["positive_shift_margin"]
             else "NOT positive: no evidence here that the mouth follows the audio."
         ),
+        f"The margins' 90 % intervals (block bootstrap over those frames): "
+        f"{m['shift_evidence'].upper()}: {EVIDENCE[m['shift_evidence']]}.",
         f"(On all {m['held_out_frames']} held-out frames, silent ones included: LMD "
         f"{m['shift_lmd_margin_all_frames']:+.3f} px, correlation "
         f"{m['shift_correlation_margin_all_frames']:+.3f}.)",

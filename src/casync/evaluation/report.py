@@ -72,25 +72,50 @@ def metrics_table(methods: dict[str, dict[str, float | None]], lpips_label: str 
     return "\n".join(lines)
 
 
+EVIDENCE = {
+    "follows": "the mouth follows the audio at every shift",
+    "does not follow": "at some shift, aligned audio is no better than shifted audio",
+    "inconclusive": "too few frames to tell: some interval includes 0 (hold out more footage)",
+}
+
+
+def format_margin(value: float | None, interval: list | tuple | None) -> str:
+    """A margin with its 90 % interval, e.g. `0.399 [0.102, 0.688]`."""
+    text = format_value("", value)
+    if interval is None or any(b is None or math.isnan(b) for b in interval):
+        return text
+    return f"{text} [{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
 def shift_table(check: dict) -> str:
-    """The shift check: aligned scores, each shift, the margins and the verdict."""
+    """The shift check: aligned scores, each shift, the margins with intervals, the verdict."""
     lines = [
-        "| audio shift | frames | LMD (px) | opening corr | LMD margin | corr margin |",
+        "| audio shift | frames | LMD (px) | opening corr | LMD margin [90 %] | corr margin [90 %] |",
         "|---|---|---|---|---|---|",
         f"| 0 s (aligned) | {check.get('frames', '')} | {format_value('lmd', check['aligned_lmd'])} | "
         f"{format_value('corr', check['aligned_correlation'])} | | |",
     ]
     for shift in check["shifts"]:
-        cells = [shift[k] for k in ("lmd", "correlation", "lmd_margin", "correlation_margin")]
+        cells = [
+            format_value("", shift["lmd"]),
+            format_value("", shift["correlation"]),
+            format_margin(shift["lmd_margin"], shift.get("lmd_margin_ci")),
+            format_margin(shift["correlation_margin"], shift.get("correlation_margin_ci")),
+        ]
         lines.append(
             f"| {shift['shift_s']:+.1f} s ({shift['shift_frames']:+d} frames) | "
-            f"{shift.get('frames', '')} | " + " | ".join(format_value("", c) for c in cells) + " |"
+            f"{shift.get('frames', '')} | " + " | ".join(cells) + " |"
         )
     verdict = "follows the audio" if check["follows_audio"] else "does NOT clearly follow the audio"
     lines.append(
         f"\nSmallest margins: LMD {format_value('', check['lmd_margin'])} px, correlation "
         f"{format_value('', check['correlation_margin'])} -> **{verdict}**."
     )
+    if check.get("evidence"):
+        lines.append(
+            f"Margin intervals (block bootstrap over the frames): **{check['evidence']}**: "
+            f"{EVIDENCE[check['evidence']]}."
+        )
     return "\n".join(lines)
 
 
