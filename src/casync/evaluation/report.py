@@ -75,7 +75,10 @@ def metrics_table(methods: dict[str, dict[str, float | None]], lpips_label: str 
 EVIDENCE = {
     "follows": "the mouth follows the audio at every shift",
     "does not follow": "at some shift, aligned audio is no better than shifted audio",
-    "inconclusive": "too few frames to tell: some interval includes 0 (hold out more footage)",
+    "inconclusive": (
+        "too few frames to tell: some interval includes 0 (more held-out speech needed: longer "
+        "footage, or a larger data.val_fraction when training)"
+    ),
 }
 
 
