@@ -101,7 +101,7 @@ def margin_intervals(
 
 
 def evidence(results: list) -> str:
-    """ "follows" / "does not follow" / "inconclusive" from the shifts' margin intervals."""
+    """What the shifts' margin intervals support: follows, does not follow, or inconclusive."""
     bounds = np.array([(*r.lmd_margin_ci, *r.correlation_margin_ci) for r in results])
     if np.isnan(bounds).any():
         return "inconclusive"
