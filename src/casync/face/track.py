@@ -56,7 +56,7 @@ class TrackResult:
         return {
             "frames": len(self),
             "frames_without_face": int(missing.sum()),
-            "longest_gap_frames": max((stop - start for start, stop in gaps), default=0),
+            "longest_gap_frames": int(max((stop - start for start, stop in gaps), default=0)),
             "gap_handling": "crop interpolated between the nearest frames with a face; held at "
             "the start/end of the video and through gaps too long to buffer "
             f"({self.held_frames} frames held)",
@@ -68,7 +68,8 @@ class TrackResult:
 def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
     """[start, stop) ranges where `flags` is True."""
     edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
+    starts, stops = np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()
+    return list(zip(starts, stops, strict=True))  # plain ints: the report goes to JSON
 
 
 def _jitter(params: np.ndarray, crop_size: int) -> float:
