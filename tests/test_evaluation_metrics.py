@@ -274,3 +274,29 @@ def test_mouth_opening_plot_is_a_png(tmp_path):
     t = np.linspace(0, 4, 100)
     path = plot_mouth_opening(np.sin(t), np.cos(t), tmp_path / "plots" / "opening.png", t + 6)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- how far the mouth moves, and how sharp it is ------------------------------------------------
+
+
+def test_opening_amplitude_is_the_ratio_of_the_spreads():
+    from casync.evaluation.metrics import opening_amplitude
+
+    real = 0.05 + 0.1 * np.abs(np.sin(np.linspace(0, 12, 200)))  # a mouth opening and closing
+    assert opening_amplitude(real, real) == pytest.approx(1.0)
+    assert opening_amplitude(0.02 + 0.2 * real, real) == pytest.approx(0.2)  # a fifth as wide
+    assert opening_amplitude(np.full(200, 0.05), real) == 0.0  # a still mouth
+    assert np.isnan(opening_amplitude(real[:1], real[:1]))
+
+
+def test_mouth_sharpness_scores_a_blurred_real_mouth_low(aoc_cache):
+    from casync.data.cache import open_cache
+    from casync.evaluation.metrics import mouth_sharpness
+
+    source = open_cache(*aoc_cache).sources[0]
+    real = np.asarray(source.crops[150:170])
+    box = mouth_box(np.repeat(np.asarray(source.mask)[None], len(real), axis=0))
+    blurred = np.stack([cv2.GaussianBlur(f, (0, 0), 2.0) for f in real])
+    assert mouth_sharpness(real, real, box) == pytest.approx(1.0)
+    assert mouth_sharpness(blurred, real, box) < 0.3
+    assert mouth_sharpness(np.full_like(real, 128), real, box) == 0.0

@@ -31,8 +31,10 @@ COLUMNS = {  # metric key -> header; the arrow says which way is better
     "mouth/psnr": "mouth PSNR ↑",
     "mouth/ssim": "mouth SSIM ↑",
     "mouth/lpips": "mouth LPIPS ↓",
+    "mouth/sharpness": "mouth sharpness (gen/real) ↑",
     "lmd": "LMD (px) ↓",
     "opening_corr": "opening corr ↑",
+    "opening_amplitude": "opening amplitude (gen/real) ↑",
     "lse_d": "LSE-D ↓",
     "lse_c": "LSE-C ↑",
 }
