@@ -14,9 +14,10 @@ import av
 import numpy as np
 import pytest
 
-from casync.demo import compose_config, demo, quoted, source_schedule
+from casync.demo import compose_config, demo, quoted
 from casync.inference import ping_pong
 from casync.media import MediaFileNotFoundError
+from casync.media.side_by_side import source_schedule
 from casync.media.writer import VideoWriter
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,14 +82,23 @@ def test_missing_video_is_named_with_the_fix(tmp_path):
     assert not (tmp_path / "out").exists()  # nothing is written before the inputs are checked
 
 
-def test_default_media_come_from_the_sample_dir_and_env(monkeypatch, tmp_path):
+def test_default_media_are_the_carried_sample_and_env_overrides_them(monkeypatch, tmp_path):
     monkeypatch.delenv("VIDEO", raising=False)
-    monkeypatch.setenv("CASYNC_SAMPLE_DIR", str(tmp_path / "samples"))
-    monkeypatch.setenv("AUDIO", "/speech/other.wav")
+    monkeypatch.delenv("AUDIO", raising=False)
+    monkeypatch.setenv("CASYNC_SAMPLE_DIR", str(tmp_path / "nowhere"))  # not needed any more
     cfg = compose_config("demo", [])
-    assert cfg.video == f"{tmp_path}/samples/video/aoc_8s.mp4"
-    assert cfg.audio == "/speech/other.wav"
+    assert Path(cfg.video).resolve() == REPO / "assets" / "grid_s1_sample.mp4"
+    assert Path(cfg.driving_audio).resolve() == REPO / "assets" / "grid_s1_drive.flac"
+    assert Path(cfg.video).is_file() and Path(cfg.driving_audio).is_file()
+    monkeypatch.setenv("AUDIO", "/speech/other.wav")
+    assert compose_config("demo", []).driving_audio == "/speech/other.wav"
     assert cfg.output_dir.endswith("outputs/demo") and not cfg.demo.quick
+
+
+def test_documented_overrides_compose(tmp_path):
+    """`python -m casync.demo video=x.mp4 driving_audio=y.wav` as the README writes it."""
+    cfg = compose_config("demo", ["video=/clips/x.mp4", "driving_audio=/speech/y.wav"])
+    assert (cfg.video, cfg.driving_audio) == ("/clips/x.mp4", "/speech/y.wav")
 
 
 def test_paths_with_commas_spaces_and_quotes_survive_overrides(tmp_path):

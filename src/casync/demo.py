@@ -14,29 +14,23 @@ import os
 # As in casync.infer: idle OpenMP workers must not spin on a small, busy CPU. Before torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import itertools
 import json
 import logging
 import shutil
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import hydra
-import numpy as np
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-from casync.atomic import atomic_path
 from casync.media import MediaError, MediaFileNotFoundError
+from casync.media.side_by_side import side_by_side, trim_audio, trim_video
 
 log = logging.getLogger(__name__)
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
-SAMPLE_RATE = 16_000
-SIDE_AUDIO_RATE = 44_100
 
 
 def compose_config(name: str, overrides: list[str]) -> DictConfig:
@@ -57,95 +51,9 @@ def require_file(path: str | Path, what: str) -> Path:
         raise MediaFileNotFoundError(
             path,
             f"no such {what} file",
-            "Set VIDEO=/AUDIO= (or video=/audio=), or CASYNC_SAMPLE_DIR to the sample media folder",
+            "Set VIDEO=/AUDIO= (or video=/driving_audio=) to files that exist",
         )
     return path.resolve()
-
-
-# -- media helpers -------------------------------------------------------------------------------
-def trim_video(source: Path, output: Path, seconds: float, fps: float = 25.0) -> Path:
-    """The first `seconds` of `source` (frames and soundtrack) as an H.264/AAC MP4."""
-    from casync.media.audio import load_audio
-    from casync.media.video import iter_frames
-    from casync.media.writer import VideoWriter
-
-    frames = itertools.islice(iter_frames(source, fps), round(seconds * fps))
-    first = next(frames)
-    audio = load_audio(source, SAMPLE_RATE)
-    height, width = first.shape[:2]
-    with VideoWriter(output, fps, width, height, audio, SAMPLE_RATE) as writer:
-        for frame in itertools.chain([first], frames):
-            writer.write(frame)
-    return output
-
-
-def trim_audio(source: Path, output: Path, seconds: float) -> Path:
-    """The first `seconds` of `source` as 16 kHz mono WAV, written atomically."""
-    import soundfile
-
-    from casync.media.audio import load_audio
-
-    audio = load_audio(source, SAMPLE_RATE)[: round(seconds * SAMPLE_RATE)]
-    with atomic_path(output, suffix=".wav") as tmp:
-        soundfile.write(tmp, audio, SAMPLE_RATE)
-    return output
-
-
-def labelled(frame: np.ndarray, text: str) -> np.ndarray:
-    frame = np.ascontiguousarray(frame)
-    scale = max(frame.shape[0] / 720, 0.4)
-    origin = (int(12 * scale), int(36 * scale))
-    for color, thickness in (((0, 0, 0), 4), ((255, 255, 255), 1)):
-        cv2.putText(frame, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, color, thickness + 1)
-    return frame
-
-
-def source_schedule(video: Path, n_out: int, fps: float) -> Iterator[np.ndarray]:
-    """The source frame shown at each output frame (the synthesizer's ping-pong schedule):
-    streamed when the source is at least as long as the output, else held (it is the short one)."""
-    from casync.inference import ping_pong
-    from casync.media.video import iter_frames
-
-    n_source = sum(1 for _ in itertools.islice(iter_frames(video, fps), n_out))  # capped
-    if n_source >= n_out:
-        yield from itertools.islice(iter_frames(video, fps), n_out)
-        return
-    held = list(iter_frames(video, fps))
-    for index in ping_pong(n_out, len(held)):
-        yield held[index]
-
-
-def side_by_side(
-    source: Path, generated: Path, audio: Path, output: Path, n_out: int, fps: float
-) -> Path:
-    """source | generated (its first `n_out` frames), frame by frame, with the driving audio."""
-    from casync.media.audio import load_audio
-    from casync.media.video import iter_frames
-    from casync.media.writer import VideoWriter
-
-    pairs = zip(source_schedule(source, n_out, fps), iter_frames(generated, fps), strict=False)
-    writer = None
-    try:
-        for left, right in pairs:
-            height = min(left.shape[0], right.shape[0])
-            if left.shape[0] != height:
-                left = cv2.resize(left, (round(left.shape[1] * height / left.shape[0]), height))
-            if right.shape[0] != height:
-                right = cv2.resize(right, (round(right.shape[1] * height / right.shape[0]), height))
-            frame = np.hstack([labelled(left, "source"), labelled(right, "CASync")])
-            if writer is None:
-                sound = load_audio(audio, SIDE_AUDIO_RATE)
-                writer = VideoWriter(
-                    output, fps, frame.shape[1], frame.shape[0], sound, SIDE_AUDIO_RATE
-                )
-            writer.write(frame)
-        if writer is None:
-            raise ValueError(f"{generated}: no frames to put side by side")
-        return writer.close()
-    except BaseException:
-        if writer is not None:
-            writer._abort()
-        raise
 
 
 # -- the pipeline --------------------------------------------------------------------------------
@@ -175,7 +83,10 @@ def demo(cfg: DictConfig) -> dict:
 
     options = cfg.demo
     out = Path(cfg.output_dir).expanduser().resolve()
-    video, audio = require_file(cfg.video, "video"), require_file(cfg.audio, "audio")
+    video, audio = (
+        require_file(cfg.video, "video"),
+        require_file(cfg.driving_audio, "driving audio"),
+    )
     out.mkdir(parents=True, exist_ok=True)
     steps = Steps(total=6 if options.quick else 5)
     if options.quick:
@@ -198,10 +109,11 @@ def demo(cfg: DictConfig) -> dict:
         f"paths.cache_dir={quoted(cache)}",
         f"paths.log_dir={quoted(out / 'logs')}",
     ]
-    steps("preprocess", preprocess, compose_config("preprocess", [*speaker, "audio=mel"]))
+    front_end = f"audio={options.front_end}"
+    steps("preprocess", preprocess, compose_config("preprocess", [*speaker, front_end]))
 
     shutil.rmtree(run, ignore_errors=True)  # a previous demo's checkpoints must not be picked up
-    train_overrides = [*options.train, *(options.quick_train if options.quick else [])]
+    train_overrides = [*options.train, front_end, *(options.quick_train if options.quick else [])]
     train_cfg = compose_config(
         "train", [*speaker, f"paths.output_dir={quoted(run)}", *train_overrides]
     )
@@ -260,6 +172,8 @@ def demo(cfg: DictConfig) -> dict:
             "casync_lmd": results["methods"]["casync"]["lmd"],
             "still_mouth_lmd": results["methods"]["still_mouth"]["lmd"],
             "casync_opening_corr": results["methods"]["casync"]["opening_corr"],
+            "casync_opening_amplitude": results["methods"]["casync"]["opening_amplitude"],
+            "casync_mouth_sharpness": results["methods"]["casync"]["mouth/sharpness"],
             "shift_lmd_margin": results["shift_check"]["lmd_margin"],
             "shift_correlation_margin": results["shift_check"]["correlation_margin"],
             "shift_frames": results["shift_check"]["frames"],
@@ -292,6 +206,9 @@ def verdict_lines(summary: dict) -> list[str]:
             if v["beats_still_mouth_lmd"]
             else "CASync does NOT beat the still-mouth baseline."
         ),
+        f"Mouth on the held-out range, relative to the real one: opening correlation "
+        f"{m['casync_opening_corr']:.2f}, opening amplitude {m['casync_opening_amplitude']:.2f}, "
+        f"sharpness {m['casync_mouth_sharpness']:.2f} (1.00 = as the real mouth).",
         f"Audio-shift check (+-0.2 s, +-0.5 s) on the {m['shift_frames']} held-out frames with "
         f"speech: smallest margins LMD {m['shift_lmd_margin']:+.3f} px, mouth-opening correlation "
         f"{m['shift_correlation_margin']:+.3f} -> "
