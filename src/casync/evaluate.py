@@ -13,6 +13,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+import casync.run_dir  # noqa: F401  (registers the resolver hydra.run.dir uses)
 from casync.data.cache import CacheError, open_cache
 from casync.evaluation import (
     SYNCNET_MISSING_MESSAGE,
@@ -49,11 +50,26 @@ def resolve_device(name: str) -> str:
     return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
 
 
-def training_val_fraction(checkpoint: str) -> float:
+def training_val_fraction(checkpoint: str) -> float | None:
     """The `data.val_fraction` the checkpoint's run held out (Lightning stores the datamodule's
-    hyperparameters), or the datamodule's default."""
+    hyperparameters), or None when the checkpoint does not say (a hand-made one)."""
     data = read_checkpoint(checkpoint).get("datamodule_hyper_parameters") or {}
-    return float(data.get("val_fraction", DEFAULT_VAL_FRACTION))
+    return float(data["val_fraction"]) if "val_fraction" in data else None
+
+
+def held_out_fraction(checkpoint: str, requested: float | None) -> float:
+    """`evaluate.val_fraction`, refused when it reaches into the frames the checkpoint trained
+    on (a larger fraction than its run held out would score training frames as held out)."""
+    trained = training_val_fraction(checkpoint)
+    if requested is None:
+        return trained if trained is not None else DEFAULT_VAL_FRACTION
+    if trained is not None and float(requested) > trained + 1e-9:
+        raise ValueError(
+            f"evaluate.val_fraction={requested} is larger than the {trained} checkpoint "
+            f"'{checkpoint}' held out in training: frames it trained on would be scored as held "
+            f"out. Use evaluate.val_fraction<={trained} (or null: the checkpoint's own)"
+        )
+    return float(requested)
 
 
 def build_lpips(options: DictConfig, device: str) -> LPIPSMetric | None:
@@ -98,10 +114,7 @@ def evaluate(cfg: DictConfig) -> dict:
     generator = load_generator(checkpoint)
     cache = open_cache(cfg.paths.cache_dir, str(cfg.speaker.name))
     check_front_end(generator, cache, checkpoint)
-    val_fraction = options.val_fraction
-    if val_fraction is None:
-        val_fraction = training_val_fraction(checkpoint)
-    held = held_out_range(cache, float(val_fraction))
+    held = held_out_range(cache, held_out_fraction(checkpoint, options.val_fraction))
     device = resolve_device(options.device)
     lpips_metric = build_lpips(options, device)  # fail on missing weights before the work
     syncnet = None

@@ -13,9 +13,12 @@ import hydra
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
+import casync.run_dir  # noqa: F401  (registers the resolver hydra.run.dir uses)
 from casync.audio.frontend import AudioFrontEnd
 from casync.data.cache import validate_name
 from casync.data.pipeline import PipelineSettings, build_cache
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
 def build_front_end(audio_cfg: DictConfig) -> AudioFrontEnd:
@@ -48,7 +51,7 @@ def preprocess(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="preprocess")
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="preprocess")
 def main(cfg: DictConfig) -> None:
     preprocess(cfg)
 

@@ -11,9 +11,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from casync.training.checkpoint import read_checkpoint
+import casync.run_dir  # noqa: F401  (registers the resolver hydra.run.dir uses)
+from casync.training.checkpoint import check_resumable, generator_contract, read_checkpoint
 from casync.training.loggers import build_loggers, finish_loggers
-from casync.training.reference import choose_reference_crop
 from casync.training.system import CASyncSystem
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,10 @@ def check_audio_matches_cache(audio_cfg: DictConfig, cache_audio: dict) -> None:
         )
 
 
-def build_system(cfg: DictConfig) -> CASyncSystem:
-    return CASyncSystem(
+def build_system(cfg: DictConfig, datamodule=None) -> CASyncSystem:
+    """The LightningModule of `cfg`; with the `CASyncDataModule`, it also carries the data's
+    generator contract (fps, smoothing, references...) into its checkpoints."""
+    system = CASyncSystem(
         model=OmegaConf.to_container(cfg.model, resolve=True),
         audio=OmegaConf.to_container(cfg.audio, resolve=True),
         **OmegaConf.to_container(cfg.loss, resolve=True),
@@ -43,7 +45,11 @@ def build_system(cfg: DictConfig) -> CASyncSystem:
         lpips_weights=cfg.metrics.get("lpips_weights"),
         num_image_samples=cfg.metrics.num_image_samples,
         freeze=list(cfg.finetune.freeze),
+        **({"fps": datamodule.fps} if datamodule is not None else {}),
     )
+    if datamodule is not None:
+        system.contract = generator_contract(datamodule)
+    return system
 
 
 def load_init_weights(system: CASyncSystem, path: str) -> None:
@@ -69,10 +75,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
     check_audio_matches_cache(cfg.audio, datamodule.audio_meta)
-    system = build_system(cfg)
+    if cfg.ckpt_path:
+        check_resumable(cfg.ckpt_path, OmegaConf.to_container(cfg.model, resolve=True))
+    system = build_system(cfg, datamodule)
     if cfg.init_from:
         load_init_weights(system, cfg.init_from)
-    system.reference_crop = choose_reference_crop(datamodule)
 
     loggers = build_loggers(cfg.get("logger"))
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
