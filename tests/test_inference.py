@@ -66,7 +66,7 @@ def synthesized(checkpoint, track_cache, paths, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def source(paths, track_cache):
-    return prepare_source(paths[0], keep_frames=None, track_cache_dir=track_cache)
+    return prepare_source(paths[0], 25.0, 160, 1.5, keep_frames=None, track_cache_dir=track_cache)
 
 
 def test_output_has_audio_duration_source_fps_size_and_soundtrack(synthesized, paths):

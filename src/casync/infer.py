@@ -10,6 +10,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -33,11 +34,12 @@ def resolve_device(name: str) -> str:
 def infer(cfg: DictConfig) -> dict:
     """Lip-sync `cfg.video` to `cfg.audio` with `cfg.checkpoint`; write `cfg.output`.
 
-    Returns {"output", "frames", "fps", "duration_s", "fps_achieved", ...}. Raises
-    CheckpointError, MediaError, NoFaceError or OutputNotWritableError (all ValueErrors) with a
-    message naming the bad input."""
+    Returns {"output", "frames", "fps", "duration_s", "fps_achieved", "faceless_frames",
+    "reference", ...}. Raises CheckpointError, MediaError, NoFaceError or OutputNotWritableError
+    (all ValueErrors) with a message naming the bad input; DiskFullError naming the file."""
     from casync.inference import Synthesizer
     from casync.media.writer import check_writable
+    from casync.training.checkpoint import load_generator
 
     missing = [k.replace("driving_", "") for k in REQUIRED if OmegaConf.is_missing(cfg, k)]
     if missing:
@@ -45,9 +47,22 @@ def infer(cfg: DictConfig) -> dict:
             f"missing {', '.join(missing)}: python -m casync.infer checkpoint=run.ckpt "
             "video=speaker.mp4 audio=speech.wav output=out.mp4"
         )
-    check_writable(cfg.output)  # before minutes of work, not after
-    synthesizer = Synthesizer.from_checkpoint(
-        cfg.checkpoint,
+    check_input(cfg.video, "video", "a video of the checkpoint's speaker")
+    check_input(cfg.driving_audio, "audio", "the speech to lip-sync to")
+    # Before minutes of work, not after; never over an input.
+    check_writable(cfg.output, inputs=(cfg.video, cfg.driving_audio))
+    generator = load_generator(cfg.checkpoint)
+    # A checkpoint made elsewhere names weights on that machine: `audio.<key>=` replaces them.
+    audio = {k: v for k, v in cfg.audio.items() if v is not None}
+    unknown = sorted(audio.keys() - generator.audio_config.keys())
+    if unknown:
+        raise ValueError(
+            f"audio.{unknown[0]}=...: the checkpoint's audio front end "
+            f"({generator.audio_config.get('_target_')}) has no such setting"
+        )
+    generator.audio_config.update(audio)
+    synthesizer = Synthesizer(
+        generator,
         device=resolve_device(cfg.device),
         batch_size=cfg.batch_size,
         silence_db=cfg.silence_db,
@@ -61,11 +76,21 @@ def infer(cfg: DictConfig) -> dict:
     return synthesizer.synthesize(cfg.video, cfg.driving_audio, cfg.output)
 
 
+def check_input(path: str, key: str, what: str) -> None:
+    from casync.media import MediaFileNotFoundError
+
+    if not Path(path).is_file():
+        raise MediaFileNotFoundError(path, "file not found", f"Check {key}=... ({what}).")
+
+
 def summary_line(result: dict) -> str:
+    faceless = result.get("faceless_frames", 0)
     return (
         f"wrote {result['output']}: {result['frames']} frames ({result['duration_s']:.2f} s at "
         f"{result['fps']:g} fps), {result['fps_achieved']:.1f} frames/s end to end "
-        f"({result['render_fps']:.1f} after face tracking, {result['track_seconds']:.1f} s)"
+        f"({result['render_fps']:.1f} after face tracking, {result['track_seconds']:.1f} s); "
+        f"reference: {result['reference']}"
+        + (f"; {faceless} frames without a face shown unchanged" if faceless else "")
     )
 
 
@@ -77,12 +102,17 @@ def rename_audio_argument(argv: list[str]) -> list[str]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="infer")
 def main(cfg: DictConfig) -> None:
+    from casync.atomic import DiskFullError
+    from casync.audio.frontend import MissingWeightsError
     from casync.media import MediaError
     from casync.training.checkpoint import CheckpointError
 
+    # SIGTERM unwinds like Ctrl-C, so the half-written output's temp file is removed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    expected = (ValueError, MediaError, CheckpointError, MissingMandatoryValue, DiskFullError)
     try:
         result = infer(cfg)
-    except (ValueError, MediaError, CheckpointError, MissingMandatoryValue) as error:
+    except (*expected, MissingWeightsError) as error:
         log.error("%s", error)  # a bad input, named in the message: no traceback
         sys.exit(1)
     print(summary_line(result))

@@ -8,6 +8,8 @@ identically ([0, B), [B, 2B), ...), so streamed frames equal the batch result bi
 
 Silence: frames whose +-window/2 audio span is below `silence_db` dBFS are generated once per
 silent run (from the run's first frame) and that crop is held, so the mouth stays still.
+Frames of the source without a face pass through unchanged. The reference, crop smoothing and
+frame rate are the checkpoint's (see `casync.inference.source.choose_reference`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from tqdm import tqdm
 
@@ -28,7 +31,7 @@ from casync.face import cut_crop, region_mask
 from casync.inference.blend import Blender
 from casync.inference.features import FrameFeatures
 from casync.inference.schedule import ping_pong
-from casync.inference.source import SourceVideo, prepare_source
+from casync.inference.source import SourceVideo, choose_reference, prepare_source
 from casync.media.audio import SILENCE_DBFS, load_audio
 from casync.media.writer import VideoWriter, check_writable
 from casync.training.checkpoint import CheckpointError, LoadedGenerator, load_generator
@@ -43,6 +46,7 @@ class RenderedFrame:
     frame: np.ndarray  # (H, W, 3) uint8 output frame
     generated: np.ndarray  # (S, S, 3) float32 [0, 255] network crop before blending
     silent: bool
+    face_found: bool = True  # False: no face in the source frame, shown unchanged
 
 
 class _HoldState:
@@ -55,7 +59,10 @@ def build_front_end(generator: LoadedGenerator, path: str | Path = "checkpoint")
     config = dict(generator.audio_config)
     if "_target_" not in config:
         raise CheckpointError(f"checkpoint '{path}': its audio config has no _target_: {config}")
-    front_end = instantiate(config, _convert_="all")
+    try:
+        front_end = instantiate(config, _convert_="all")
+    except InstantiationException as error:  # Hydra hides the front end's own clear message
+        raise (error.__cause__ or error) from None
     net = generator.net
     if front_end.feature_dim != net.audio_feature_dim or front_end.window != net.audio_window:
         raise CheckpointError(
@@ -97,6 +104,7 @@ class Synthesizer:
         mask = torch.from_numpy(region_mask(self.size))[None, None]  # (1, 1, S, S)
         self._mask = mask.to(self.device)
         self.source: SourceVideo | None = None
+        self.reference_used: str | None = None  # what the last render took as its reference
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", **options) -> Synthesizer:
@@ -120,19 +128,15 @@ class Synthesizer:
             video,
             self.fps,
             self.size,
+            self.generator.smoothing,
             keep_frames=keep_frames,
             track_cache_dir=self.track_cache_dir,
         )
         return self.source
 
-    def _reference(self, source_crop: np.ndarray) -> torch.Tensor:
-        """(1, 3, S, S) float reference: the checkpoint's training reference, else the crop of
-        the source video's first frame."""
-        reference = self.generator.reference
-        if reference is None:
-            reference = source_crop
-        elif reference.shape[0] == 3 and reference.shape[-1] != 3:
-            reference = reference.transpose(1, 2, 0)  # (3, S, S) -> (S, S, 3)
+    def _reference(self, source: SourceVideo) -> torch.Tensor:
+        """(1, 3, S, S) float reference for `source` (see `choose_reference`)."""
+        reference, self.reference_used = choose_reference(self.generator, source)
         tensor = torch.from_numpy(np.ascontiguousarray(reference)).permute(2, 0, 1)[None]
         return (tensor.float() / 255.0).to(self.device)
 
@@ -181,12 +185,15 @@ class Synthesizer:
             for f, s in zip(frames, indices, strict=True)
         ]
         if not reference:
-            reference.append(self._reference(crops[0]))
+            reference.append(self._reference(source))
         # Which generated crop each frame shows: its own, or its silent run's first (-1: the run
-        # began in an earlier group and its crop is held in `state`).
+        # began in an earlier group and its crop is held in `state`; -2: no face, none).
         owner, todo = np.empty(len(indices), np.int64), []
         run = -1 if state.crop is not None else None
         for i, quiet in enumerate(silent):
+            if not source.face_found[indices[i]]:
+                owner[i] = -2
+                continue
             if quiet and run is not None:
                 owner[i] = run
                 continue
@@ -195,13 +202,18 @@ class Synthesizer:
             run = owner[i] if quiet else None
         generated = self._generate([crops[i] for i in todo], windows[todo], reference[0])
         for i, s in enumerate(indices):
+            if owner[i] == -2:
+                yield RenderedFrame(
+                    j0 + i, int(s), frames[i], crops[i] * 1.0, bool(silent[i]), False
+                )
+                continue
             crop = state.crop if owner[i] < 0 else generated[owner[i]]
             frame = self.blender(frames[i], crop, crops[i], source.transforms[s])
             yield RenderedFrame(j0 + i, int(s), frame, crop, bool(silent[i]))
-        last = len(indices) - 1
-        state.crop = (
-            (state.crop if owner[last] < 0 else generated[owner[last]]) if silent[last] else None
-        )
+        if run is None:
+            state.crop = None
+        elif run >= 0:
+            state.crop = generated[run]
 
     @torch.inference_mode()
     def _generate(self, crops, windows: np.ndarray, reference: torch.Tensor) -> np.ndarray:
@@ -233,14 +245,15 @@ class Synthesizer:
     ) -> dict:
         """Write the lip-synced MP4 and return a summary (frames, fps achieved, paths)."""
         started = time.perf_counter()
-        output = check_writable(output)
+        output = check_writable(output, inputs=(video, audio))
         waveform, mux_audio, mux_rate = _driving_audio(audio)
         n_out = int(round(len(waveform) / SAMPLE_RATE * self.fps))
         if n_out < 1:
             raise ValueError(f"driving audio {audio}: shorter than one frame at {self.fps:g} fps")
         source = prepare_source(
-            video, self.fps, self.size, keep_frames=n_out, track_cache_dir=self.track_cache_dir
-        )
+            video, self.fps, self.size, self.generator.smoothing, keep_frames=n_out,
+            track_cache_dir=self.track_cache_dir,
+        )  # fmt: skip
         tracked = time.perf_counter()
         try:
             needed = min(n_out, source.n_frames)
@@ -248,9 +261,10 @@ class Synthesizer:
             frame_at = frames.get if n_out <= source.n_frames else source.frames.__getitem__
             width, height = source.frame_size
             writer = VideoWriter(
-                output, self.fps, width, height, mux_audio, mux_rate, self.crf, self.preset
-            )
-            silent = 0
+                output, self.fps, width, height, mux_audio, mux_rate, self.crf, self.preset,
+                display_matrix=source.display_matrix,
+            )  # fmt: skip
+            silent = faceless = 0
             with (
                 _Background(writer) as sink,
                 tqdm(total=n_out, unit="frame", desc="lip-sync", disable=not self.progress) as bar,
@@ -258,6 +272,7 @@ class Synthesizer:
                 for rendered in self.render([waveform], source, frame_at):
                     sink.put(rendered.frame)
                     silent += rendered.silent
+                    faceless += not rendered.face_found
                     bar.update()
             frames.close()
         finally:
@@ -271,6 +286,8 @@ class Synthesizer:
             "audio_duration_s": len(waveform) / SAMPLE_RATE,
             "source_frames": source.n_frames,
             "silent_frames": int(silent),
+            "faceless_frames": int(faceless),  # no face in the source frame: shown unchanged
+            "reference": self.reference_used,
             "seconds": elapsed,
             "fps_achieved": n_out / elapsed,
             "render_fps": n_out / max(time.perf_counter() - tracked, 1e-9),

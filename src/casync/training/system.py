@@ -10,13 +10,12 @@ import copy
 import math
 
 import lightning as L
-import numpy as np
 import torch
 from torchmetrics import MeanMetric
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from casync.model import CASyncNet
-from casync.training.checkpoint import casync_extras
+from casync.training.checkpoint import GeneratorContract
 from casync.training.images import comparison_grid, log_image
 from casync.training.losses import ReconstructionLoss
 
@@ -55,7 +54,8 @@ class CASyncSystem(L.LightningModule):
         self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
         self.val_lpips_net = build_lpips(lpips, lpips_weights)
         self.val_lpips = MeanMetric() if self.val_lpips_net is not None else None
-        self.reference_crop: np.ndarray | None = None  # (H, W, 3) uint8, saved for inference
+        # What inference needs to reproduce training (train sets it from the data); saved.
+        self.contract: GeneratorContract | None = None
 
     @property
     def generator(self) -> CASyncNet:
@@ -128,17 +128,16 @@ class CASyncSystem(L.LightningModule):
         state = checkpoint["state_dict"]
         for key in [k for k in state if k.startswith(FROZEN_PREFIXES)]:
             del state[key]
-        checkpoint["casync"] = casync_extras(
-            self.reference_crop, self.hparams.fps, self.net.image_size
-        )
+        contract = self.contract or GeneratorContract(self.hparams.fps, self.net.image_size)
+        checkpoint["casync"] = contract.to_extras()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint["state_dict"]
         for key, value in self.state_dict().items():
             if key.startswith(FROZEN_PREFIXES):
                 state.setdefault(key, value)
-        reference = checkpoint.get("casync", {}).get("reference")
-        self.reference_crop = None if reference is None else reference.numpy()
+        extras = checkpoint.get("casync", {})
+        self.contract = GeneratorContract.from_extras(extras, self.net.image_size)
 
 
 def build_lpips(net: str, weights: str | None):

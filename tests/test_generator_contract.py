@@ -1,0 +1,166 @@
+"""The generator contract (issue 12): a checkpoint carries its cache's frame rate and crop
+smoothing and every training source's reference, and inference uses them; old checkpoints load.
+Also the resume/evaluate refusals that read the checkpoint (issue 13, items 11 and 12)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from clips import sample_audio, sample_frames, write_clip
+from conftest import preprocess_config
+from omegaconf import OmegaConf
+from test_evaluate import eval_config
+from test_inference import MEL, TINY
+from test_training import compose_train, run_checkpointed, tiny_overrides
+
+from casync.data import CASyncDataModule
+from casync.data.cache import open_cache
+from casync.data.reference import closed_mouth_frame
+from casync.evaluate import evaluate
+from casync.inference import Synthesizer
+from casync.inference.source import choose_reference
+from casync.model import CASyncNet
+from casync.preprocess import preprocess
+from casync.train import train
+from casync.training.checkpoint import CheckpointError, load_generator, save_generator_checkpoint
+
+FPS, SMOOTHING = 30.0, 0.5  # not the defaults (25, 1.5): the bugs hid behind them
+
+
+@pytest.fixture(scope="module")
+def two_source_run(sample_dir, tmp_path_factory):
+    """A cache of two real clips made at 30 fps with smoothing 0.5, and a 2-step run on it ->
+    (cache root, speaker, clips, last.ckpt)."""
+    work = tmp_path_factory.mktemp("contract")
+    aoc = sample_dir / "video" / "aoc_8s.mp4"
+    clips = [
+        write_clip(work / "first.mp4", sample_frames(aoc, 60), audio=sample_audio(aoc, 2.4)),
+        Path(shutil.copy(sample_dir / "video" / "grid_s_pwij3p.mpg", work / "second.mpg")),
+    ]
+    cfg = preprocess_config(
+        [
+            "speaker=aoc", "speaker.name=pair", "audio=mel", f"paths.cache_dir={work / 'cache'}",
+            f"speaker.videos=[{clips[0]},{clips[1]}]", f"preprocess.fps={FPS}",
+            f"preprocess.smoothing={SMOOTHING}",
+        ]
+    )  # fmt: skip
+    preprocess(cfg)
+    run = compose_train([*tiny_overrides(work / "cache", "aoc", work / "run"), "speaker.name=pair"])
+    return work / "cache", "pair", clips, run_checkpointed(run, max_steps=2)
+
+
+def test_checkpoint_carries_the_caches_fps_smoothing_and_every_sources_reference(
+    two_source_run,
+):
+    root, speaker, _, last = two_source_run
+    extras = torch.load(last, weights_only=True)["casync"]
+    assert extras["fps"] == FPS and extras["smoothing"] == SMOOTHING
+    assert extras["sample_rate"] == 16_000 and extras["crop_size"] == 160
+    data = CASyncDataModule(str(root), [speaker], num_workers=0)
+    frames = data.closed_mouth_frames()  # the references training used
+    cache = open_cache(root, speaker)
+    assert len(extras["references"]) == len(cache.sources) == 2
+    for shipped, source, frame in zip(extras["references"], cache.sources, frames, strict=True):
+        assert shipped["source_id"] == source.id and shipped["sha256"] == source.info["sha256"]
+        np.testing.assert_array_equal(shipped["crop"].numpy(), source.crops[frame])
+    generator = load_generator(last)
+    assert generator.fps == FPS and generator.smoothing == SMOOTHING
+
+
+def test_inference_renders_at_the_checkpoints_fps_with_its_crops_and_sources_reference(
+    two_source_run, tmp_path
+):
+    root, speaker, clips, last = two_source_run
+    cache = open_cache(root, speaker)
+    synth = Synthesizer.from_checkpoint(last, progress=False)
+    for clip, source in zip(clips, cache.sources, strict=True):
+        video = synth.prepare(clip, keep_frames=0)
+        # The crops training saw: the same transforms (so the same smoothing and fps).
+        np.testing.assert_allclose(video.transforms, source.transforms, atol=1e-3)
+        crop, what = choose_reference(synth.generator, video)
+        assert what == f"training source {source.id}"
+        frame = CASyncDataModule(str(root), [speaker], num_workers=0).closed_mouth_frames()
+        np.testing.assert_array_equal(crop, source.crops[frame[cache.sources.index(source)]])
+    speech = write_clip(
+        tmp_path / "speech.wav", None, audio=sample_audio(clips[0], 1.0), audio_codec="pcm_s16le"
+    )
+    result = synth.synthesize(clips[1], speech, tmp_path / "out.mp4")
+    assert result["fps"] == FPS and result["frames"] == 30
+    assert result["reference"] == f"training source {cache.sources[1].id}"
+    with av.open(result["output"]) as container:
+        assert float(container.streams.video[0].average_rate) == FPS
+
+
+def test_an_unknown_video_gets_its_own_closed_mouth_frame(two_source_run, sample_dir, tmp_path):
+    _, _, _, last = two_source_run
+    aoc = sample_dir / "video" / "aoc_8s.mp4"
+    other = write_clip(tmp_path / "other.mp4", sample_frames(aoc, 150)[100:])  # not trained on
+    synth = Synthesizer.from_checkpoint(last, progress=False)
+    video = synth.prepare(other, keep_frames=None)
+    crop, what = choose_reference(synth.generator, video)
+    frame = closed_mouth_frame(video.track, range(video.n_frames))  # training's rule
+    assert what == f"closed-mouth frame {frame} of the video"
+    from casync.face import cut_crop
+
+    np.testing.assert_array_equal(crop, cut_crop(video.frames[frame], video.transforms[frame]))
+
+
+def test_a_format_1_checkpoint_with_one_reference_still_loads(two_source_run, tmp_path):
+    _, _, clips, _ = two_source_run
+    path = tmp_path / "old.ckpt"
+    torch.manual_seed(0)
+    save_generator_checkpoint(path, CASyncNet(**TINY), TINY, MEL)
+    old = torch.load(path, weights_only=True)
+    reference = torch.full((160, 160, 3), 77, dtype=torch.uint8)
+    old["casync"] = {"format": 1, "reference": reference, "fps": 25.0, "crop_size": 160}
+    torch.save(old, path)
+    generator = load_generator(path)
+    assert generator.fps == 25.0 and generator.smoothing == 1.5
+    assert np.array_equal(generator.reference, reference.numpy())
+    synth = Synthesizer(generator, progress=False)
+    crop, what = choose_reference(generator, synth.prepare(clips[1], keep_frames=0))
+    assert np.array_equal(crop, reference.numpy()) and "format 1" in what
+
+
+# -- resume and evaluation refusals ------------------------------------------------------------
+def test_a_corrupt_or_other_size_ckpt_path_is_one_clear_line(aoc_cache, tmp_path):
+    root, speaker = aoc_cache
+    cfg = compose_train(tiny_overrides(root, speaker, tmp_path / "run"))
+    torch.manual_seed(0)
+    tiny = tmp_path / "tiny.ckpt"
+    model = {
+        k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "_target_"
+    }
+    save_generator_checkpoint(tiny, CASyncNet(**model), model, MEL)
+    corrupt = tmp_path / "corrupt.ckpt"
+    corrupt.write_bytes(tiny.read_bytes()[:5000])  # a copy cut short
+    cfg.ckpt_path = str(corrupt)
+    with pytest.raises(CheckpointError, match="corrupt.ckpt' could not be read") as error:
+        train(cfg)
+    assert "\n" not in str(error.value)
+    big = compose_train([*tiny_overrides(root, speaker, tmp_path / "big"), "model=casync"])
+    big.ckpt_path = str(tiny)
+    with pytest.raises(CheckpointError, match=r"width_multiplier=0\.25 \(this run: 1\.0\)") as e:
+        train(big)
+    assert "\n" not in str(e.value) and "size mismatch" not in str(e.value)
+
+
+def test_evaluate_refuses_a_held_out_range_that_reaches_into_training(aoc_cache, tmp_path):
+    root, speaker = aoc_cache
+    path = tmp_path / "run.ckpt"
+    torch.manual_seed(0)
+    save_generator_checkpoint(path, CASyncNet(**TINY), TINY, MEL)
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["datamodule_hyper_parameters"] = {"val_fraction": 0.25}  # as Lightning saves it
+    torch.save(checkpoint, path)
+    cfg = eval_config(root, speaker, path, tmp_path / "out", "evaluate.val_fraction=0.5")
+    with pytest.raises(ValueError, match=r"val_fraction=0\.5 is larger than the 0\.25"):
+        evaluate(cfg)
+    assert not (tmp_path / "out" / "metrics.json").exists()
+    assert json.loads((root / speaker / "meta.json").read_text())["fps"] == 25.0
