@@ -1,4 +1,5 @@
 """Frozen audio front ends: 16 kHz mono waveform -> (T, feature_dim) features at 50 Hz.
+(`WhisperFrontEnd` lives in `casync.audio.whisper`.)
 
 `HubertFrontEnd` loads a `transformers` HubertModel from a hub id or a local directory
 (`audio.model_name_or_path`); `MelFrontEnd` needs no weights and works fully offline.
@@ -9,13 +10,15 @@ the cache and inference checks against the checkpoint.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import torch
 
 SAMPLE_RATE = 16_000
-FEATURE_RATE = 50  # HuBERT's frame rate (20 ms hop); the mel front end uses the same hop
+FEATURE_RATE = 50  # every front end's frame rate: HuBERT's and Whisper's 20 ms hop
+HOP = SAMPLE_RATE // FEATURE_RATE  # 320 samples per feature frame
 
 
 class AudioFrontEnd(Protocol):
@@ -27,6 +30,21 @@ class AudioFrontEnd(Protocol):
     def __call__(self, waveform: np.ndarray) -> np.ndarray: ...
 
     def describe(self) -> dict: ...
+
+
+@dataclass(frozen=True)
+class Chunking:
+    """How an exact front end's features depend on the audio (see `casync.audio.windows`):
+    chunk k, feature frames [k hop, (k+1) hop), is `encode_chunk` of the samples `span(k)`."""
+
+    hop: int  # feature frames per chunk
+    context: int  # samples before the chunk's first frame centre
+    lookahead: int  # samples after the chunk's last hop
+    pad: str = "zeros"  # past the audio's ends: "zeros" (Whisper) or "reflect" (torch center=True)
+
+    def span(self, k: int) -> tuple[int, int]:
+        """Absolute samples [a, b) that chunk k is computed from."""
+        return k * self.hop * HOP - self.context, (k + 1) * self.hop * HOP + self.lookahead
 
 
 class MissingWeightsError(RuntimeError):
@@ -125,6 +143,17 @@ class MelFrontEnd:
             n_mels=n_mels,
             center=True,
         )
+        # Frame t alone: the STFT of samples [320 t - n_fft / 2, 320 t + n_fft / 2), reflected
+        # at the ends as center=True pads.
+        self.chunking = Chunking(1, n_fft // 2, n_fft // 2 - HOP, pad="reflect")
+        self._frame_transform = torchaudio.transforms.MelSpectrogram(
+            sample_rate=SAMPLE_RATE,
+            n_fft=n_fft,
+            win_length=n_fft,
+            hop_length=HOP,
+            n_mels=n_mels,
+            center=False,
+        )
 
     @torch.inference_mode()
     def __call__(self, waveform: np.ndarray) -> np.ndarray:
@@ -132,6 +161,12 @@ class MelFrontEnd:
         x = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))
         mel = self.transform(x)  # (n_mels, T)
         return torch.log(mel.clamp_min(1e-5)).T.numpy()  # (T, n_mels)
+
+    @torch.inference_mode()
+    def encode_chunk(self, segment: np.ndarray) -> np.ndarray:
+        """(n_fft,) samples -> (1, n_mels): one frame, the same numbers however it is called."""
+        mel = self._frame_transform(torch.from_numpy(np.ascontiguousarray(segment)))  # (n_mels, 1)
+        return torch.log(mel.clamp_min(1e-5)).T.numpy()
 
     def describe(self) -> dict:
         return {

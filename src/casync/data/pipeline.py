@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from casync.audio.frontend import AudioFrontEnd
-from casync.audio.windows import window_indices
+from casync.audio.windows import cache_windows
 from casync.data.cache import FORMAT_VERSION, NpyWriter, validate_name, write_json_atomic
 from casync.face import cut_crop, region_mask, track_video
 from casync.face.track import NoFaceError, TrackResult
@@ -95,14 +95,10 @@ def _write_audio(
     front_end: AudioFrontEnd,
     settings: PipelineSettings,
 ) -> None:
-    """Per-frame feature windows (N, W, D) float16, written in chunks of frames."""
-    features = front_end(audio)  # (T, D) float32 at front_end.feature_rate
-    indices = window_indices(
-        n_frames, settings.fps, front_end.window, front_end.feature_rate, len(features)
-    )
+    """Per-frame feature windows (N, W, D) float16, computed as inference computes them."""
     with NpyWriter(out / "audio.npy", (front_end.window, front_end.feature_dim), "float16") as w:
-        for start in range(0, n_frames, 1024):
-            w.append(features[indices[start : start + 1024]].astype(np.float16))
+        for windows in cache_windows(front_end, audio, n_frames, settings.fps):
+            w.append(windows.astype(np.float16))
 
 
 def track_and_cut_crops(path: Path, out: Path, settings: PipelineSettings) -> TrackResult:
