@@ -1,0 +1,164 @@
+"""Inference precision: one setting (`fp32` | `bf16` | `int8`) for infer, the Synthesizer and the
+stream, resolved against the hardware and turned into a generator callable.
+
+- fp32: the network itself (channels-last weights, oneDNN's fast layout).
+- bf16: the network's weights and activations in bfloat16 (CUDA, or a CPU with AVX512-BF16 or
+  AMX: without them PyTorch emulates bf16 and is slower than fp32). Output returned as float32.
+- int8: the exported generator (`onnx_export`) statically quantized by ONNX Runtime (QDQ,
+  per-channel int8 weights, uint8 activations calibrated on the first batch it is called with),
+  run by onnxruntime on the CPU with VNNI dot products. Quantizing takes about a minute, so the
+  quantized graph is kept in `cache_dir`, keyed by the weights' hash.
+
+A precision the hardware cannot run fast falls back to fp32 with a logged reason
+(`resolve_precision`); a name that is not a precision is an error.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from casync.atomic import atomic_path
+from casync.model import CASyncNet
+
+log = logging.getLogger(__name__)
+PRECISIONS = ("fp32", "bf16", "int8")
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # native bf16 dot products on x86
+INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # int8 dot products (onnxruntime's MLAS)
+Generator = Callable[..., torch.Tensor]
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none, e.g. macOS)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def resolve_precision(precision: str, device: str | torch.device) -> str:
+    """The precision that will run: `precision`, or fp32 (with a logged reason) where `device`
+    lacks the instructions that make it fast. ValueError for an unknown name."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}: choose one of {', '.join(PRECISIONS)}")
+    device = torch.device(device)
+    reason = None
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        reason = f"{torch.cuda.get_device_name(device)} has no bf16 support"
+    elif precision == "bf16" and device.type == "cpu" and not cpu_flags() & set(BF16_FLAGS):
+        reason = f"this CPU has none of {', '.join(BF16_FLAGS)} (PyTorch would emulate bf16)"
+    elif precision == "int8" and device.type != "cpu":
+        reason = f"the int8 path runs on onnxruntime's CPU provider, not on {device}"
+    elif precision == "int8" and not cpu_flags() & set(INT8_FLAGS):
+        reason = f"this CPU has none of {', '.join(INT8_FLAGS)} (int8 would be slower than fp32)"
+    if reason is None:
+        return precision
+    log.warning("precision=%s falls back to fp32: %s", precision, reason)
+    return "fp32"
+
+
+def build_generator(
+    net: CASyncNet, precision: str, device: str | torch.device, cache_dir: str | Path | None = None
+) -> Generator:
+    """A callable with `net`'s signature (tensors on `device`) returning float32 crops, running
+    at `resolve_precision(precision, device)`. `net` is left in fp32 for the fp32 path only."""
+    device = torch.device(device)
+    precision = resolve_precision(precision, device)
+    if precision == "int8":
+        return Int8Generator(net, cache_dir)
+    net = net.eval().to(device, memory_format=torch.channels_last)
+    if precision == "bf16":
+        return Bf16Generator(net)
+    return net
+
+
+class Bf16Generator:
+    """The network in bfloat16: inputs cast on the way in, the crop cast back to float32."""
+
+    def __init__(self, net: CASyncNet) -> None:
+        self.net = net.to(torch.bfloat16)
+
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.net(*(x.to(torch.bfloat16) for x in inputs)).float()
+
+
+def weights_hash(net: torch.nn.Module) -> str:
+    """sha256 of the network's parameters and buffers (names, shapes and values)."""
+    digest = hashlib.sha256()
+    for name, tensor in net.state_dict().items():
+        digest.update(f"{name}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+class Int8Generator:
+    """ONNX Runtime int8 (static QDQ) of the exported generator, calibrated on the first call.
+
+    The quantized graph is stored in `cache_dir` (a temporary folder when None) as
+    `generator-<weights hash>.int8.onnx` and reused by later runs of the same weights."""
+
+    def __init__(self, net: CASyncNet, cache_dir: str | Path | None = None) -> None:
+        self.net = net.eval().cpu()
+        if cache_dir is None:
+            self._temp = tempfile.TemporaryDirectory(prefix="casync-int8-")
+            cache_dir = self._temp.name
+        self.path = Path(cache_dir) / f"generator-{weights_hash(self.net)[:16]}.int8.onnx"
+        self.session = None
+
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        from casync.inference.onnx_export import OnnxGenerator
+
+        arrays = [x.detach().float().cpu().numpy() for x in inputs]
+        if self.session is None:
+            if not self.path.is_file():
+                quantize_generator(self.net, self.path, arrays)
+            self.session = OnnxGenerator(self.path, threads=torch.get_num_threads())
+        return torch.from_numpy(self.session(*arrays)).to(inputs[0].device)
+
+
+def quantize_generator(net: CASyncNet, path: Path, calibration: list[np.ndarray]) -> Path:
+    """Export `net`, quantize it statically (int8 per-channel weights, uint8 activations whose
+    ranges come from running `calibration`, one batch of the generator's inputs) to `path`."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    from casync.inference.onnx_export import export_onnx, input_names
+
+    class _Batch(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._feeds = iter([dict(zip(input_names(net), calibration, strict=True))])
+
+        def get_next(self) -> dict | None:
+            return next(self._feeds, None)
+
+    log.info("quantizing the generator to int8 (once per checkpoint): %s", path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="casync-export-") as work:
+        fp32 = export_onnx(net, Path(work) / "generator.onnx")
+        with atomic_path(path, suffix=".onnx") as temp:
+            quantize_static(
+                str(fp32),
+                str(temp),
+                _Batch(),
+                quant_format=QuantFormat.QDQ,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+            )
+    return path
