@@ -72,6 +72,7 @@ def infer(cfg: DictConfig) -> dict:
         crf=cfg.encoder.crf,
         preset=cfg.encoder.preset,
         progress=cfg.progress,
+        precision=cfg.precision,
     )
     return synthesizer.synthesize(cfg.video, cfg.driving_audio, cfg.output)
 

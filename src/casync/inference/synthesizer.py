@@ -30,6 +30,7 @@ from tqdm import tqdm
 from casync.face import cut_crop, region_mask
 from casync.inference.blend import Blender
 from casync.inference.features import FrameFeatures
+from casync.inference.precision import build_generator
 from casync.inference.schedule import ping_pong
 from casync.inference.source import SourceVideo, choose_reference, prepare_source
 from casync.media.audio import SILENCE_DBFS, load_audio
@@ -88,12 +89,14 @@ class Synthesizer:
         crf: int = 18,
         preset: str = "veryfast",
         progress: bool = True,
+        precision: str = "fp32",
     ) -> None:
         self.generator = generator
         self.front_end = front_end if front_end is not None else build_front_end(generator)
         self.device = torch.device(device)
-        # channels_last weights: oneDNN's fast convolution layout (~1.25x on CPU, measured)
-        self.net = generator.net.eval().to(self.device, memory_format=torch.channels_last)
+        # fp32 | bf16 | int8, resolved against the hardware (precision.py; fp32 where it lacks
+        # the instructions); int8 keeps its quantized graph beside the face tracks.
+        self.net = build_generator(generator.net, precision, self.device, track_cache_dir)
         self.fps = generator.fps
         self.size = generator.crop_size
         self.batch_size = batch_size
