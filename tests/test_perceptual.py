@@ -117,6 +117,11 @@ def test_a_missing_wheel_names_the_key_and_the_install(monkeypatch):
         build_perceptual_loss("efficientnet_lite0", vgg_weights="unused")
 
 
+def test_an_unknown_network_is_a_clear_error():
+    with pytest.raises(ValueError, match="loss.perceptual must be one of"):
+        build_perceptual_loss("resnet", vgg_weights="unused")
+
+
 def test_vgg_stays_the_default(aoc_cache, tmp_path):
     root, speaker = aoc_cache
     overrides = [o for o in tiny_overrides(root, speaker, tmp_path) if not o.startswith("loss.")]

@@ -123,8 +123,9 @@ class EfficientNetLite0Features(nn.Module):
 class PerceptualLoss(nn.Module):
     """Mean over depths of the L1 distance between the frozen network's feature maps of the
     prediction and the target (images in [0, 1], ImageNet-normalised here). `relative` divides
-    each depth's distance by the target features' mean magnitude, for networks whose feature
-    scale is arbitrary (EfficientNet's linear bottlenecks reach |f| ~ 8, VGG's ReLUs do not)."""
+    each depth's distance by the target features' mean magnitude, for a network whose feature
+    scale is arbitrary: EfficientNet's linear-bottleneck outputs average |f| = 6-9 on a face crop,
+    so plain L1 x 0.1 would outweigh pixel L1 ~15x. The paper's VGG term stays plain L1."""
 
     def __init__(self, features: nn.Module, relative: bool = False) -> None:
         super().__init__()
