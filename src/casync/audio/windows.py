@@ -85,14 +85,14 @@ class FrameFeatures:
         self.silence_db = silence_db
         # Half a window each side of the frame centre: the span the audio window covers.
         self.silence_half = int(round(self.window / 2 / FEATURE_RATE * SAMPLE_RATE))
-        self.chunking: Chunking | None = getattr(front_end, "chunking", None)
-        if self.chunking is None:  # whole clip in batch; a sliding context when streaming
-            self.chunking = Chunking(
-                1, int(context_s * FEATURE_RATE) * HOP, int(lookahead_s * FEATURE_RATE) * HOP
-            )
-            self.exact = False
-        else:
-            self.exact = True
+        chunking: Chunking | None = getattr(front_end, "chunking", None)
+        self.exact = chunking is not None
+        # Not exact: the whole clip in batch, a sliding context/lookahead while streaming.
+        context, lookahead = (
+            int(context_s * FEATURE_RATE) * HOP,
+            int(lookahead_s * FEATURE_RATE) * HOP,
+        )
+        self.chunking = chunking or Chunking(1, context, lookahead)
         self._chunks: dict[int, np.ndarray] = {}  # chunk index -> (hop, D) features
         self._whole: np.ndarray | None = None
         self._audio = np.zeros(0, np.float32)
