@@ -17,7 +17,7 @@ from conftest import preprocess_config
 
 import casync.data.pipeline as pipeline
 from casync.audio import MelFrontEnd, frame_windows
-from casync.data.cache import CacheError, open_cache
+from casync.data.cache import CacheBusyError, CacheError, open_cache
 from casync.face import LIPS, cut_crop, transform_points
 from casync.inference.features import FrameFeatures
 from casync.media import (
@@ -257,3 +257,61 @@ def test_faceless_frames_are_cached_counted_and_never_trained_on(tmp_path, sampl
     dataset = CacheDataset([source_cache], [range(source_cache.n_frames)])
     served = {int(sample["frame"]) for sample in (dataset[i] for i in range(len(dataset)))}
     assert served == set(range(source_cache.n_frames)) - set(hidden)
+
+
+def faststart_copy(source: Path, out: Path) -> Path:
+    """Remux `source` with its index (moov) first, as web-optimised MP4s are: a truncated copy
+    of such a file still opens and decodes up to where it was cut."""
+    import av
+
+    with (
+        av.open(str(source)) as src,
+        av.open(str(out), "w", options={"movflags": "faststart"}) as dst,
+    ):
+        streams = {s.index: dst.add_stream_from_template(s) for s in src.streams}
+        for packet in src.demux():
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                dst.mux(packet)
+    return out
+
+
+def test_truncated_file_warns_or_is_refused(tmp_path, sample_dir):
+    whole = faststart_copy(sample_dir / "video" / "aoc_8s.mp4", tmp_path / "whole.mp4")
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 4])  # an interrupted copy: about 2 of its 8 s
+    with pytest.warns(UserWarning, match=r"cut.mp4: only 2.\d\d s of video .* states 8.00 s"):
+        run(tmp_path / "cache", [cut])
+    (source,) = open_cache(tmp_path / "cache", "alice").sources
+    assert source.quality["source_duration_s"] == 8.0
+    assert source.quality["missing_video_s"] > 5.5
+    overrides = ["speaker=alice", "audio=mel", f"paths.cache_dir={tmp_path / 'refused'}"]
+    overrides += [f"speaker.videos=[{cut}]", "preprocess.on_truncated=refuse"]
+    with pytest.raises(pipeline.TruncatedError, match="probably truncated"):
+        preprocess(preprocess_config(overrides))
+
+
+def test_a_second_preprocess_of_the_same_speaker_is_refused_while_one_runs(tmp_path, sample_dir):
+    """A real second process holds the speaker's lock, as a running preprocess does."""
+    cache = tmp_path / "cache"
+    holder = (
+        "import sys\nfrom casync.data.cache import speaker_lock\n"
+        f"with speaker_lock({str(cache)!r}, 'alice'):\n"
+        "    print('held', flush=True)\n    sys.stdin.read()\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", holder], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout.readline().strip() == "held"
+        grid = Path(shutil.copy(sample_dir / "video" / "grid_s_pwij3p.mpg", tmp_path / "g.mpg"))
+        with pytest.raises(
+            CacheBusyError,
+            match=rf"another preprocess of alice is running \(pid {process.pid}\)",
+        ):
+            run(cache, [grid])
+        assert not (cache / "alice").exists()  # nothing of this run was written
+    finally:
+        process.communicate("", timeout=30)  # the holder exits and the kernel drops its lock
+    assert run(cache, [grid])["sources"] == {"g": "processed"}

@@ -8,10 +8,13 @@ interrupted run never leaves anything that reads as valid.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,36 @@ def validate_name(name: str, what: str = "speaker name") -> str:
             "letter or digit (it becomes a directory name, so no '/', '..' or spaces)"
         )
     return name
+
+
+class CacheBusyError(RuntimeError):
+    """Another process holds the speaker's cache lock."""
+
+
+@contextmanager
+def speaker_lock(cache_dir: str | Path, speaker: str) -> Iterator[None]:
+    """Hold an exclusive lock on `<cache_dir>/<speaker>` for a whole preprocess run, or raise
+    CacheBusyError at once. The lock is `flock` on `<cache_dir>/.<speaker>.lock` (released by the
+    kernel when the holder dies, so a killed run never leaves it held); the file names the pid."""
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir / f".{validate_name(speaker)}.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            pid = handle.read().strip() or "unknown"
+            raise CacheBusyError(
+                f"another preprocess of {speaker} is running (pid {pid}) on {cache_dir / speaker}: "
+                "wait for it to finish (or stop it), then run this again"
+            ) from None
+        handle.truncate(0)
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import warnings
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -21,7 +22,14 @@ from tqdm import tqdm
 
 from casync.audio.frontend import AudioFrontEnd
 from casync.audio.windows import cache_windows
-from casync.data.cache import FORMAT_VERSION, NpyWriter, validate_name, write_json_atomic
+from casync.data import av_offset
+from casync.data.cache import (
+    FORMAT_VERSION,
+    NpyWriter,
+    speaker_lock,
+    validate_name,
+    write_json_atomic,
+)
 from casync.face import cut_crop, region_mask, track_video
 from casync.face.track import NoFaceError, TrackResult
 from casync.media import MediaError, NoAudioStreamError, SilentAudioError
@@ -33,6 +41,13 @@ class TooShortError(MediaError):
     """The source is shorter than `min_duration_s`."""
 
 
+class TruncatedError(MediaError):
+    """The decoded video is well short of the duration its container states."""
+
+
+TRUNCATION_TOLERANCE_S = 0.5  # or 5 % of the stated duration, whichever is more
+
+
 @dataclass(frozen=True)
 class PipelineSettings:
     fps: float = 25.0
@@ -42,6 +57,14 @@ class PipelineSettings:
     min_duration_s: float = 2.0
     min_face_fraction: float = 0.5
     silence_dbfs: float = -60.0
+    on_truncated: str = "warn"  # warn | refuse: decoded video well short of the stated duration
+    av_offset: str | float = "none"  # none (estimate, report) | auto (apply it) | frames to apply
+    on_unsynced: str = "warn"  # warn | refuse: audio that follows the mouth at no lag
+
+    def __post_init__(self) -> None:
+        if self.on_truncated not in ("warn", "refuse"):
+            raise ValueError(f"preprocess.on_truncated={self.on_truncated!r}: use warn or refuse")
+        av_offset.check_setting(self.av_offset, self.on_unsynced)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
@@ -101,6 +124,23 @@ def _write_audio(
             w.append(windows.astype(np.float16))
 
 
+def check_complete(path: Path, info: VideoInfo, n_frames: int, settings: PipelineSettings) -> float:
+    """-> seconds of video missing against the container's stated duration; warns (or, with
+    on_truncated=refuse, raises TruncatedError) when that is more than the tolerance."""
+    missing_s = max(0.0, info.duration_s - n_frames / settings.fps)
+    if missing_s <= max(TRUNCATION_TOLERANCE_S, 0.05 * info.duration_s):
+        return missing_s
+    problem = (
+        f"only {n_frames / settings.fps:.2f} s of video could be decoded, but the file states "
+        f"{info.duration_s:.2f} s: it is probably truncated (an interrupted copy or download)"
+    )
+    fix = "Copy or export the file again"
+    if settings.on_truncated == "refuse":
+        raise TruncatedError(path, problem, fix + " (or set preprocess.on_truncated=warn).")
+    warnings.warn(f"{path}: {problem}. {fix}; using the decoded part.", stacklevel=2)
+    return missing_s
+
+
 def track_and_cut_crops(path: Path, out: Path, settings: PipelineSettings) -> TrackResult:
     """Decode, track and write crops.npy + mask.npy into `out`, in one pass over the video.
 
@@ -151,9 +191,15 @@ def process_source(
             f"(need {settings.min_face_fraction:.0%})",
             "Use footage where the speaker's face is visible and frontal most of the time.",
         )
+    missing_s = check_complete(path, info, n_frames, settings)
     n_samples = round(n_frames / settings.fps * settings.sample_rate)
     audio_gap_s = (n_samples - len(audio)) / settings.sample_rate
     audio = np.pad(audio[:n_samples], (0, max(0, n_samples - len(audio))))
+    offset = av_offset.estimate_av_offset(
+        track.landmarks, track.face_found, audio, settings.fps, settings.sample_rate
+    )
+    shift = av_offset.offset_to_apply(offset, settings.av_offset, settings.on_unsynced, path)
+    audio = av_offset.shift_audio(audio, shift, settings.fps, settings.sample_rate)
     _write_audio(out, audio, n_frames, front_end, settings)
     half_window_s = front_end.window / 2 / front_end.feature_rate  # the audio window's reach
     levels = frame_levels_dbfs(audio, n_frames, settings.fps, half_window_s, settings.sample_rate)
@@ -168,6 +214,11 @@ def process_source(
         "face_fraction": face_fraction,
         "duration_used_s": n_frames / settings.fps,
         "source_duration_s": info.duration_s,
+        "missing_video_s": missing_s,
+        "av_offset_frames": offset.frames,
+        "av_offset_confidence": offset.confidence,
+        "av_follows_mouth": offset.follows,
+        "av_offset_applied_frames": shift,
         "source_fps": info.source_fps,
         "frame_size": [info.width, info.height],
         "codec": info.codec,
@@ -188,7 +239,23 @@ def format_report(source_id: str, report: dict) -> str:
         f"{report['frames_without_face']} frames (longest gap {report['longest_gap_frames']}: "
         f"{report['gap_handling']}); crop jitter {report['jitter_raw_px']:.2f} -> "
         f"{report['jitter_smoothed_px']:.2f} px/frame; audio {report['audio_level_dbfs']:.1f} dBFS "
-        f"RMS, peak {report['audio_peak_dbfs']:.1f} dBFS"
+        f"RMS, peak {report['audio_peak_dbfs']:.1f} dBFS; {_format_av_offset(report)}"
+        + (
+            f"; TRUNCATED: {report['missing_video_s']:.2f} s missing"
+            if report["missing_video_s"] > 0.5
+            else ""
+        )
+    )
+
+
+def _format_av_offset(report: dict) -> str:
+    confidence, applied = report["av_offset_confidence"], report["av_offset_applied_frames"]
+    if confidence is None:
+        return f"audio-video offset: too short to estimate, shifted by {applied:+.1f} frames"
+    verdict = "" if report["av_follows_mouth"] else ": the audio does NOT follow the mouth"
+    return (
+        f"audio {report['av_offset_frames']:+.1f} frames off the lips (confidence "
+        f"{confidence:.1f}{verdict}), shifted by {applied:+.1f}"
     )
 
 
@@ -224,6 +291,13 @@ def build_cache(
     for path in tqdm(paths, desc="checking sources", leave=False):
         check_source(path, settings)
     root = Path(cache_dir) / speaker
+    with speaker_lock(cache_dir, speaker):  # a second run at once would share .work/
+        statuses = _update(root, paths, front_end, settings, config or {})
+    return {"root": root, "speaker": speaker, "sources": statuses}
+
+
+def _update(root: Path, paths: list[Path], front_end, settings, config: dict) -> dict[str, str]:
+    """Stage every source that changed, then commit them all -> {source id: status}."""
     work = root / ".work"
     work.mkdir(parents=True, exist_ok=True)
     key = _settings_key(settings, front_end.describe())
@@ -237,8 +311,8 @@ def build_cache(
     except BaseException:
         _remove_empty(work, root)
         raise
-    _commit(root, entries, speaker, settings, front_end.describe(), config or {})
-    return {"root": root, "speaker": speaker, "sources": statuses}
+    _commit(root, entries, root.name, settings, front_end.describe(), config)
+    return statuses
 
 
 def _stage_source(
