@@ -8,6 +8,7 @@ same source and split at least `reference_min_gap_s` away.
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import lightning as L
@@ -133,11 +134,16 @@ class EpochSeededSampler(RandomSampler):
     random choices are reproducible too (a DistributedSampler yields plain indices; those samples
     draw from the worker's RNG). `current_epoch` reads the trainer's epoch (Lightning's
     own `set_epoch` count runs one ahead after a resume); under DDP Lightning swaps in a
-    DistributedSampler, seeded by (seed, epoch) too."""
+    DistributedSampler, seeded by (seed, epoch) too. `resume(epoch, n)` skips the n samples of
+    that epoch a mid-epoch checkpoint had already trained on."""
 
     def __init__(self, data_source: Dataset, current_epoch=None, seed: int | None = None) -> None:
         super().__init__(data_source)
         self.seed, self.epoch, self.current_epoch = seed, 0, current_epoch
+        self._resume: tuple[int, int] | None = None
+
+    def resume(self, epoch: int, samples_done: int) -> None:
+        self._resume = (epoch, samples_done)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -149,7 +155,9 @@ class EpochSeededSampler(RandomSampler):
         n = len(self.data_source)
         order = torch.randperm(n, generator=generator).tolist()
         seeds = torch.randint(2**31 - 1, (n,), generator=generator).tolist()
-        yield from zip(order, seeds, strict=True)
+        done = self._resume[1] if self._resume is not None and self._resume[0] == epoch else 0
+        self._resume = None  # once: the next epoch starts from its beginning
+        yield from itertools.islice(zip(order, seeds, strict=True), done, None)
 
 
 class CASyncDataModule(L.LightningDataModule):
@@ -181,6 +189,7 @@ class CASyncDataModule(L.LightningDataModule):
         self._caches: list[SpeakerCache] | None = None  # opened on first use, not at instantiate
         self.train_set: CacheDataset | None = None
         self.val_set: CacheDataset | None = None
+        self._resume_at: dict | None = None  # from a checkpoint's state_dict(), used once
 
     @property
     def caches(self) -> list[SpeakerCache]:
@@ -240,12 +249,28 @@ class CASyncDataModule(L.LightningDataModule):
     def _current_epoch(self) -> int:
         return self.trainer.current_epoch if self.trainer is not None else 0
 
+    def state_dict(self) -> dict:
+        """Lightning stores this in every checkpoint: how far into its epoch training was, so a
+        mid-epoch `last.ckpt` resumes with the batches that were next (see EpochSeededSampler)."""
+        if self.trainer is None:
+            return {}
+        batches = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"epoch": self.trainer.current_epoch, "batches_done": batches}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._resume_at = state_dict or None
+
     def _loader(self, dataset: CacheDataset, train: bool) -> DataLoader:
         workers = self.hparams.num_workers
+        sampler = EpochSeededSampler(dataset, self._current_epoch) if train else None
+        if sampler is not None and self._resume_at:
+            done = self._resume_at["batches_done"] * self.hparams.batch_size
+            sampler.resume(self._resume_at["epoch"], done)
+            self._resume_at = None
         return DataLoader(
             dataset,
             batch_size=self.hparams.batch_size,
-            sampler=EpochSeededSampler(dataset, self._current_epoch) if train else None,
+            sampler=sampler,
             drop_last=train and len(dataset) >= self.hparams.batch_size,
             num_workers=workers,
             persistent_workers=workers > 0,
