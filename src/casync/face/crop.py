@@ -24,6 +24,9 @@ CENTRE_BELOW_SUBNASALE = 0.25
 # The region to regenerate, in crop coordinates (fractions of the side): everything below the
 # nose, cheek to cheek, with rounded bottom corners so the jaw line blends.
 MASK_TOP, MASK_LEFT, MASK_RIGHT, MASK_BOTTOM = 0.30, 0.08, 0.92, 0.98
+# Where the lips sit in a crop (fractions of its side): the lip landmarks of 5 minutes of GRID
+# talker 1 span y 0.36-0.58 and x 0.30-0.68 (5th-95th percentiles); this box adds a margin.
+MOUTH_TOP, MOUTH_LEFT, MOUTH_RIGHT, MOUTH_BOTTOM = 0.30, 0.25, 0.75, 0.65
 
 
 def crop_params(landmarks: np.ndarray) -> np.ndarray:
@@ -91,6 +94,14 @@ def region_mask(size: int = 160, feather: float = 0.0) -> np.ndarray:
         shrunk = cv2.erode(mask, np.ones((3, 3), np.uint8), iterations=max(1, round(feather)))
         mask = cv2.GaussianBlur(shrunk, (0, 0), sigmaX=feather)
         mask[mask < 1e-3] = 0.0
+    return mask
+
+
+def mouth_box_mask(size: int = 160) -> np.ndarray:
+    """(size, size) float32: 1 inside the box where the lips sit in a crop, 0 elsewhere."""
+    mask = np.zeros((size, size), np.float32)
+    mask[round(MOUTH_TOP * size) : round(MOUTH_BOTTOM * size),
+         round(MOUTH_LEFT * size) : round(MOUTH_RIGHT * size)] = 1.0  # fmt: skip
     return mask
 
 

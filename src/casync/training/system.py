@@ -19,7 +19,10 @@ from casync.training.checkpoint import GeneratorContract
 from casync.training.images import comparison_grid, log_image
 from casync.training.losses import ReconstructionLoss
 
-FROZEN_PREFIXES = ("loss_fn.perceptual.", "val_lpips_net.")  # pretrained, never saved in checkpoints
+FROZEN_PREFIXES = (
+    "loss_fn.perceptual.",
+    "val_lpips_net.",
+)  # pretrained, never saved in checkpoints
 
 
 class CASyncSystem(L.LightningModule):
@@ -34,6 +37,7 @@ class CASyncSystem(L.LightningModule):
         ema_decay: float = 0.0,
         perceptual: str = "vgg",
         perceptual_weight: float = 0.1,
+        mouth_weight: float = 0.0,
         vgg_weights: str = "imagenet",
         lpips: str = "none",
         lpips_weights: str | None = None,
@@ -49,7 +53,7 @@ class CASyncSystem(L.LightningModule):
                 raise ValueError(f"finetune.freeze: '{part}' is not a part of CASyncNet")
             getattr(self.net, part).requires_grad_(False)
         self.ema_net = copy.deepcopy(self.net).requires_grad_(False) if ema_decay > 0 else None
-        self.loss_fn = ReconstructionLoss(perceptual, perceptual_weight, vgg_weights)
+        self.loss_fn = ReconstructionLoss(perceptual, perceptual_weight, vgg_weights, mouth_weight)
         self.val_psnr = PeakSignalNoiseRatio(data_range=1.0)
         self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
         self.val_lpips_net = build_lpips(lpips, lpips_weights)
@@ -136,8 +140,9 @@ class CASyncSystem(L.LightningModule):
         for key, value in self.state_dict().items():
             if key.startswith(FROZEN_PREFIXES):
                 state.setdefault(key, value)
-        extras = checkpoint.get("casync", {})
-        self.contract = GeneratorContract.from_extras(extras, self.net.image_size)
+        if self.contract is None:  # resuming on data: the data's own contract stays
+            extras = checkpoint.get("casync", {})
+            self.contract = GeneratorContract.from_extras(extras, self.net.image_size)
 
 
 def build_lpips(net: str, weights: str | None):

@@ -1,0 +1,43 @@
+"""The reconstruction loss's mouth weighting: where the lips are, and how much they count."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from casync.data.cache import open_cache
+from casync.face import LIPS, transform_points
+from casync.face.crop import mouth_box_mask
+from casync.training.losses import ReconstructionLoss
+
+
+def test_the_lip_box_holds_the_real_lips_of_a_speaker_it_was_not_measured_on(aoc_cache):
+    source = open_cache(*aoc_cache).sources[0]
+    box = mouth_box_mask(160)
+    inside = []
+    for j in np.flatnonzero(np.asarray(source.face_found)):
+        lips = transform_points(np.asarray(source.landmarks[j])[list(LIPS)], source.transforms[j])
+        x, y = np.clip(lips.round().astype(int), 0, 159).T
+        inside.append(box[y, x].mean())
+    assert np.mean(inside) > 0.97  # nearly every lip point of every frame
+    assert 0.1 < box.mean() < 0.3  # and the box is a small part of the crop
+
+
+def test_mouth_weight_makes_an_error_on_the_lips_cost_more_than_the_same_error_elsewhere():
+    target = torch.zeros(1, 3, 160, 160)
+    box = torch.from_numpy(mouth_box_mask(160)).bool()
+    on_lips, elsewhere = target.clone(), target.clone()
+    n = int(box.sum())
+    on_lips[..., box] = 0.5
+    flat = elsewhere.view(1, 3, -1)
+    flat[..., np.flatnonzero(~box.numpy().ravel())[:n]] = 0.5  # as many pixels, off the lips
+    plain = ReconstructionLoss("none", 0.1, "imagenet")
+    weighted = ReconstructionLoss("none", 0.1, "imagenet", mouth_weight=4.0)
+    assert plain(on_lips, target)["l1"] == pytest.approx(float(plain(elsewhere, target)["l1"]))
+    ratio = weighted(on_lips, target)["l1"] / weighted(elsewhere, target)["l1"]
+    assert float(ratio) == pytest.approx(5.0)
+    uniform = torch.full_like(target, 0.25)  # the mean weight is 1: a uniform error keeps its L1
+    assert float(weighted(uniform, target)["l1"]) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="loss.mouth_weight"):
+        ReconstructionLoss("none", 0.1, "imagenet", mouth_weight=-1)
