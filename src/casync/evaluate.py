@@ -114,7 +114,8 @@ def evaluate(cfg: DictConfig) -> dict:
     generator = load_generator(checkpoint)
     cache = open_cache(cfg.paths.cache_dir, str(cfg.speaker.name))
     check_front_end(generator, cache, checkpoint)
-    held = held_out_range(cache, held_out_fraction(checkpoint, options.val_fraction))
+    val_fraction = held_out_fraction(checkpoint, options.val_fraction)
+    held = held_out_range(cache, val_fraction)
     device = resolve_device(options.device)
     lpips_metric = build_lpips(options, device)  # fail on missing weights before the work
     syncnet = None

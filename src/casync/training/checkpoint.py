@@ -103,21 +103,22 @@ def generator_contract(data) -> GeneratorContract:
     """The contract of a run trained on `data` (a `CASyncDataModule`): its caches' settings and
     each source's closed-mouth training frame, the reference `data.reference=closed_mouth`
     trains with."""
-    settings = [(float(c.meta["fps"]), c.meta["settings"]) for c in data.caches]
-    if any(s != settings[0] for s in settings):
+    keys = ("fps", "crop_size", "sample_rate", "smoothing")
+    settings = {c.speaker: {k: c.meta["settings"][k] for k in keys} for c in data.caches}
+    first = next(iter(settings.values()))
+    if any(s != first for s in settings.values()):
         raise ValueError(
             f"the speakers' caches were preprocessed with different settings {settings}: "
-            "preprocess them all with the same preprocess.* values"
+            "preprocess them all with the same preprocess.fps/crop_size/sample_rate/smoothing"
         )
-    fps, setting = settings[0]
     frames = data.closed_mouth_frames()
     references = [
         SourceReference(source.id, source.info["sha256"], np.array(source.crops[frame]))
         for source, frame in zip(data.sources, frames, strict=True)
     ]
     return GeneratorContract(
-        fps, int(setting["crop_size"]), int(setting["sample_rate"]), float(setting["smoothing"]),
-        references,
+        float(first["fps"]), int(first["crop_size"]), int(first["sample_rate"]),
+        float(first["smoothing"]), references,
     )  # fmt: skip
 
 
