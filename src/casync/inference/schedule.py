@@ -20,8 +20,3 @@ def ping_pong(n_out: int, n_source: int) -> np.ndarray:
     period = 2 * (n_source - 1)
     phase = np.arange(n_out, dtype=np.int64) % period
     return np.where(phase < n_source, phase, period - phase)
-
-
-def frames_needed(n_out: int, n_source: int) -> int:
-    """How many leading source frames the schedule touches (all of them once it turns back)."""
-    return min(n_out, n_source)
