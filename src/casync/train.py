@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import hydra
@@ -87,7 +88,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero:
         log.info("run folder: %s", cfg.paths.output_dir)
     try:
-        trainer.fit(system, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        with warnings.catch_warnings():
+            if trainer.world_size == 1:  # the datamodule resumes mid-epoch exactly (state_dict)
+                warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that")
+            trainer.fit(system, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     finally:
         finish_loggers(loggers)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v)}
