@@ -18,6 +18,7 @@ from conftest import preprocess_config
 import casync.data.pipeline as pipeline
 from casync.audio import MelFrontEnd, frame_windows
 from casync.data.cache import CacheBusyError, CacheError, open_cache
+from casync.data.source_checks import TruncatedError
 from casync.face import LIPS, cut_crop, transform_points
 from casync.inference.features import FrameFeatures
 from casync.media import (
@@ -288,7 +289,7 @@ def test_truncated_file_warns_or_is_refused(tmp_path, sample_dir):
     assert source.quality["missing_video_s"] > 5.5
     overrides = ["speaker=alice", "audio=mel", f"paths.cache_dir={tmp_path / 'refused'}"]
     overrides += [f"speaker.videos=[{cut}]", "preprocess.on_truncated=refuse"]
-    with pytest.raises(pipeline.TruncatedError, match="probably truncated"):
+    with pytest.raises(TruncatedError, match="probably truncated"):
         preprocess(preprocess_config(overrides))
 
 

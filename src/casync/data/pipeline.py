@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shutil
-import warnings
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -30,22 +29,10 @@ from casync.data.cache import (
     validate_name,
     write_json_atomic,
 )
+from casync.data.source_checks import TooShortError, check_complete, check_source
 from casync.face import cut_crop, region_mask, track_video
 from casync.face.track import NoFaceError, TrackResult
-from casync.media import MediaError, NoAudioStreamError, SilentAudioError
-from casync.media.audio import SILENCE_DBFS, frame_levels_dbfs, level_dbfs, load_audio
-from casync.media.video import VideoInfo, probe_video
-
-
-class TooShortError(MediaError):
-    """The source is shorter than `min_duration_s`."""
-
-
-class TruncatedError(MediaError):
-    """The decoded video is well short of the duration its container states."""
-
-
-TRUNCATION_TOLERANCE_S = 0.5  # or 5 % of the stated duration, whichever is more
+from casync.media.audio import SILENCE_DBFS, frame_levels_dbfs, level_dbfs
 
 
 @dataclass(frozen=True)
@@ -88,29 +75,6 @@ def source_ids(paths: list[Path]) -> list[str]:
     return ids
 
 
-def check_source(path: Path, settings: PipelineSettings) -> tuple[VideoInfo, np.ndarray]:
-    """Cheap checks before any heavy work -> (info, 16 kHz mono audio). Raises MediaError."""
-    info = probe_video(path)
-    if not info.has_audio:
-        raise NoAudioStreamError(
-            path, "no audio stream", "Give a video with the speaker's voice on its soundtrack."
-        )
-    if info.duration_s and info.duration_s < settings.min_duration_s:
-        raise TooShortError(
-            path,
-            f"only {info.duration_s:.2f} s long, at least {settings.min_duration_s} s is needed",
-            "Give a longer clip (1-5 minutes of the speaker is typical).",
-        )
-    audio = load_audio(path, settings.sample_rate)
-    if level_dbfs(audio) < settings.silence_dbfs:
-        raise SilentAudioError(
-            path,
-            f"the audio is silent (level {level_dbfs(audio):.1f} dBFS < {settings.silence_dbfs})",
-            "Check that the soundtrack carries the speaker's voice.",
-        )
-    return info, audio
-
-
 def _write_audio(
     out: Path,
     audio: np.ndarray,
@@ -122,23 +86,6 @@ def _write_audio(
     with NpyWriter(out / "audio.npy", (front_end.window, front_end.feature_dim), "float16") as w:
         for windows in cache_windows(front_end, audio, n_frames, settings.fps):
             w.append(windows.astype(np.float16))
-
-
-def check_complete(path: Path, info: VideoInfo, n_frames: int, settings: PipelineSettings) -> float:
-    """-> seconds of video missing against the container's stated duration; warns (or, with
-    on_truncated=refuse, raises TruncatedError) when that is more than the tolerance."""
-    missing_s = max(0.0, info.duration_s - n_frames / settings.fps)
-    if missing_s <= max(TRUNCATION_TOLERANCE_S, 0.05 * info.duration_s):
-        return missing_s
-    problem = (
-        f"only {n_frames / settings.fps:.2f} s of video could be decoded, but the file states "
-        f"{info.duration_s:.2f} s: it is probably truncated (an interrupted copy or download)"
-    )
-    fix = "Copy or export the file again"
-    if settings.on_truncated == "refuse":
-        raise TruncatedError(path, problem, fix + " (or set preprocess.on_truncated=warn).")
-    warnings.warn(f"{path}: {problem}. {fix}; using the decoded part.", stacklevel=2)
-    return missing_s
 
 
 def track_and_cut_crops(path: Path, out: Path, settings: PipelineSettings) -> TrackResult:
