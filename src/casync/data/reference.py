@@ -11,16 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from casync.data.cache import SourceCache
-
-UPPER_INNER_LIP, LOWER_INNER_LIP = 13, 14  # MediaPipe face mesh indices
-MOUTH_LEFT, MOUTH_RIGHT = 61, 291
-
-
-def mouth_opening(landmarks: np.ndarray) -> np.ndarray:
-    """(N, 478, 2) -> (N,) inner-lip gap divided by mouth width (scale-free)."""
-    gap = np.linalg.norm(landmarks[:, UPPER_INNER_LIP] - landmarks[:, LOWER_INNER_LIP], axis=-1)
-    width = np.linalg.norm(landmarks[:, MOUTH_LEFT] - landmarks[:, MOUTH_RIGHT], axis=-1)
-    return gap / np.maximum(width, 1e-6)
+from casync.face.lips import mouth_opening
 
 
 def closed_mouth_frame(source: SourceCache, frames: range) -> int:

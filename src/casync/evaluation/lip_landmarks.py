@@ -13,15 +13,14 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-# The 40 face-mesh points of mp.solutions.face_mesh.FACEMESH_LIPS (outer + inner lip contours),
-# sorted; spelled out so the metrics import without mediapipe (a test checks they agree).
-LIP_INDICES: tuple[int, ...] = (
-    0, 13, 14, 17, 37, 39, 40, 61, 78, 80, 81, 82, 84, 87, 88, 91, 95, 146, 178, 181,
-    185, 191, 267, 269, 270, 291, 308, 310, 311, 312, 314, 317, 318, 321, 324, 375, 402, 405,
-    409, 415,
-)  # fmt: skip
-INNER_UPPER, INNER_LOWER = LIP_INDICES.index(13), LIP_INDICES.index(14)  # inner-lip midpoints
-CORNER_A, CORNER_B = LIP_INDICES.index(61), LIP_INDICES.index(291)  # outer mouth corners
+from casync.face.lips import (  # noqa: F401  (re-exported: the metrics' lip geometry)
+    CORNER_A,
+    CORNER_B,
+    INNER_LOWER,
+    INNER_UPPER,
+    LIP_INDICES,
+    mouth_opening,
+)
 
 
 @dataclass(frozen=True)
@@ -111,11 +110,3 @@ def lmd(gen: np.ndarray, real: np.ndarray) -> float:
     values = per_frame_lmd(gen, real)
     valid = ~np.isnan(values)
     return float(values[valid].mean()) if valid.any() else float("nan")
-
-
-def mouth_opening(points: np.ndarray) -> np.ndarray:
-    """(N, 40, 2) -> (N,): inner-lip vertical gap (landmark 13 to 14) divided by mouth width
-    (corner 61 to 291). Unitless, so it does not change with face scale; NaN where missing."""
-    gap = np.linalg.norm(points[:, INNER_UPPER] - points[:, INNER_LOWER], axis=-1)
-    width = np.linalg.norm(points[:, CORNER_A] - points[:, CORNER_B], axis=-1)
-    return gap / width

@@ -5,6 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from casync.face.lips import LIP_INDICES
+
 N_LANDMARKS = 478  # 468 mesh points + 10 iris points (refine_landmarks=True)
 
 # Indices into the MediaPipe face mesh used by the crop geometry and the tests.
@@ -13,10 +15,7 @@ SUBNASALE = 2
 CHIN = 152
 RIGHT_CHEEK, LEFT_CHEEK = 234, 454  # face width at cheekbone level
 RIGHT_EYE_OUTER, LEFT_EYE_OUTER = 33, 263
-LIPS = (
-    61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 185, 40, 39, 37, 0, 267, 269, 270, 409,
-    78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 191, 80, 81, 82, 13, 312, 311, 310, 415,
-)  # fmt: skip
+LIPS = LIP_INDICES  # the lip points (see casync.face.lips)
 
 
 class FaceTracker:
