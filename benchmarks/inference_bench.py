@@ -1,11 +1,15 @@
-"""Inference speed: model-only frames/s (batch 1 and 16) beside the Wav2Lip generator, and
-end-to-end frames/s of `python -m casync.infer` (decode, features, generation, blending, encoding).
+"""Inference speed at every precision (fp32, bf16, int8): model-only frames/s (batch 1 and 16)
+beside the Wav2Lip generator at the same precision, end-to-end frames/s of `python -m
+casync.infer` (decode, features, generation, blending, encoding), and the stream's frames/s and
+latency from an audio chunk to its frame (mel, and the Whisper front end).
 
-    python -m benchmarks.inference_bench [--device cpu|cuda] [--seconds 2] [--rounds 7]
+    python -m benchmarks.inference_bench [--device cpu|cuda] [--seconds 2] [--rounds 5]
 
 Writes benchmarks/results/inference.md (or inference_<device>.md for a GPU). Weights are random:
-only cost matters. All models run fp32 in the same process, measured in interleaved rounds (the
+only cost matters. All models run in the same process, measured in interleaved rounds (the
 median round is reported), so a busy machine slows every row alike and the ratios stay fair.
+Precisions go through `casync.inference.precision` (bf16 weights; onnxruntime static int8), the
+same code the Synthesizer runs, for CASync and Wav2Lip alike.
 """
 
 from __future__ import annotations
@@ -25,7 +29,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.stream_bench import stream_rows
 from benchmarks.wav2lip import Wav2LipGenerator
+from casync.inference.onnx_export import OnnxGenerator
+from casync.inference.precision import (
+    PRECISIONS,
+    build_generator,
+    quantize_generator,
+    resolve_precision,
+)
 from casync.model import CASyncNet
 from casync.model.complexity import model_complexity
 
@@ -34,6 +46,7 @@ SAMPLES = Path(os.environ.get("CASYNC_SAMPLE_DIR", ROOT.parent / "shared" / "dat
 MEL = {"_target_": "casync.audio.MelFrontEnd", "n_mels": 80, "window": 10, "feature_dim": 80}
 FULL = {"audio_feature_dim": 1024, "audio_window": 10}  # the paper's HuBERT-large features
 TINY = {"audio_feature_dim": 80, "audio_window": 10, "width_multiplier": 0.25}  # casync_tiny+mel
+WAV2LIP = "Wav2Lip generator (96x96, mel 80x16)"
 
 
 def sync(device: torch.device) -> None:
@@ -54,40 +67,61 @@ def throughput(model, inputs, batch: int, seconds: float, device: torch.device) 
     return calls * batch / (time.perf_counter() - start)
 
 
-def model_rows(device: torch.device, seconds: float, rounds: int) -> list[dict]:
-    torch.manual_seed(0)
-    models = {
-        "Wav2Lip generator (96x96, mel 80x16)": Wav2LipGenerator(),
-        "CASync (paper size, 160x160)": CASyncNet(**FULL),
-        "CASync tiny (width 0.25, mel)": CASyncNet(**TINY),
-    }
+def at_precision(net: torch.nn.Module, precision: str, device: torch.device, work: Path):
+    """`net` as the Synthesizer runs it at `precision`; Wav2Lip's int8 graph is made by the same
+    quantizer, calibrated like CASync's on one batch of its (random) inputs."""
+    if precision != "int8" or isinstance(net, CASyncNet):
+        return build_generator(net, precision, device, work)
+    path = work / f"{type(net).__name__}.int8.onnx"
+    calibration = [x.numpy() for x in net.example_inputs(16)]
+    quantize_generator(net.eval(), path, calibration, names=["mel", "faces"])
+    session = OnnxGenerator(path, threads=torch.get_num_threads())
+    return lambda *inputs: session(*[x.numpy() for x in inputs])
+
+
+def model_rows(device: torch.device, seconds: float, rounds: int, work: Path) -> list[dict]:
+    precisions = [p for p in PRECISIONS if resolve_precision(p, device) == p]
     rows = []
-    for name, model in models.items():
-        model.eval().to(device)
-        stats = model_complexity(model.cpu(), model.example_inputs(1))
-        # channels_last weights for every model (the Synthesizer runs CASync this way): oneDNN's
-        # fast convolution layout on CPU, ~1.25x here for both CASync and Wav2Lip.
-        model.to(device, memory_format=torch.channels_last)
-        for batch in (1, 16):
-            inputs = tuple(x.to(device) for x in model.example_inputs(batch))
-            rows.append({"model": name, "batch": batch, "net": model, "inputs": inputs,
-                         "params_m": stats["params_m"], "gmacs": stats["gmacs"], "fps": []})  # fmt: skip
+    for precision in precisions:
+        torch.manual_seed(0)
+        models = {
+            WAV2LIP: Wav2LipGenerator(),
+            "CASync (paper size, 160x160)": CASyncNet(**FULL),
+            "CASync tiny (width 0.25, mel)": CASyncNet(**TINY),
+        }
+        for name, model in models.items():
+            stats = model_complexity(model.eval(), model.example_inputs(1))
+            run = at_precision(model, precision, device, work)
+            for batch in (1, 16):
+                inputs = tuple(x.to(device) for x in model.example_inputs(batch))
+                if precision == "int8" and isinstance(model, CASyncNet):
+                    run(*inputs)  # quantizes (calibrated on this batch) before the timing
+                rows.append({"model": name, "precision": precision, "batch": batch, "net": run,
+                             "inputs": inputs, "params_m": stats["params_m"],
+                             "gmacs": stats["gmacs"], "fps": []})  # fmt: skip
     for _ in range(rounds):  # interleaved: each round measures every row once
         for row in rows:
             row["fps"].append(throughput(row["net"], row["inputs"], row["batch"], seconds, device))
-    baseline = {r["batch"]: r["fps"] for r in rows if r["model"].startswith("Wav2Lip")}
+    fp32 = {(r["model"], r["batch"]): r["fps"] for r in rows if r["precision"] == "fp32"}
     for row in rows:
-        # Paired: each round's ratio uses the baseline measured seconds apart, so load that
-        # changes between rounds (other jobs on a shared machine) cancels out.
-        ratios = [fps / base for fps, base in zip(row["fps"], baseline[row["batch"]], strict=True)]
+        # Paired: each round's ratio uses the peer measured seconds apart, so load that changes
+        # between rounds (other jobs on a shared machine) cancels out.
+        base = next(r["fps"] for r in rows if r["model"] == WAV2LIP and r["batch"] == row["batch"]
+                    and r["precision"] == row["precision"])  # fmt: skip
+        ratios = [fps / b for fps, b in zip(row["fps"], base, strict=True)]
         row["ratio"], row["ratio_range"] = statistics.median(ratios), (min(ratios), max(ratios))
+        own = fp32[(row["model"], row["batch"])]
+        row["vs_fp32"] = statistics.median(f / b for f, b in zip(row["fps"], own, strict=True))
         row["fps"] = statistics.median(row["fps"])
         del row["net"], row["inputs"]
     return rows
 
 
-def end_to_end(model: dict, audio_s: float | None, device: str, cache: Path) -> dict:
-    """`Synthesizer.synthesize` on aoc_8s.mp4 + jfk_11s.flac (cut to `audio_s`), random weights."""
+def end_to_end(
+    model: dict, audio_s: float | None, device: str, cache: Path, precision: str = "fp32"
+) -> dict:
+    """`Synthesizer.synthesize` on aoc_8s.mp4 + jfk_11s.flac (cut to `audio_s`), random weights
+    (seed 0, so an int8 graph quantized by an earlier run of the same model is reused)."""
     from casync.inference import Synthesizer
     from casync.media.audio import load_audio
     from casync.training.checkpoint import save_generator_checkpoint
@@ -99,31 +133,49 @@ def end_to_end(model: dict, audio_s: float | None, device: str, cache: Path) -> 
     if audio_s is not None:
         audio = load_audio(audio)[: int(audio_s * 16_000)]
     synth = Synthesizer.from_checkpoint(
-        work / "model.ckpt", device=device, track_cache_dir=cache, progress=False
-    )
+        work / "model.ckpt", device=device, track_cache_dir=cache, progress=False,
+        precision=precision,
+    )  # fmt: skip
     return synth.synthesize(SAMPLES / "video" / "aoc_8s.mp4", audio, work / "out.mp4")
+
+
+def e2e_rows(args, cache: Path) -> list[tuple[str, dict]]:
+    precisions = [p for p in PRECISIONS if resolve_precision(p, args.device) == p]
+    full = FULL | {"audio_feature_dim": 80}
+    runs = [("tiny fp32, first run of this video (tracks the face)",
+             end_to_end(TINY, None, args.device, cache))]  # fmt: skip
+    for precision in precisions:
+        if precision == "int8":  # quantize once (calibrated on real frames), outside the timing
+            end_to_end(TINY, 1.0, args.device, cache, precision)
+            end_to_end(full, 1.0, args.device, cache, precision)
+        result = end_to_end(TINY, None, args.device, cache, precision)
+        runs.append((f"tiny {precision}, face track cached", result))
+        result = end_to_end(full, args.full_e2e_seconds, args.device, cache, precision)
+        runs.append((f"paper size {precision}, {args.full_e2e_seconds:g} s audio, track cached",
+                     result))  # fmt: skip
+    return runs
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seconds", type=float, default=2.0, help="per measurement")
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--full-e2e-seconds", type=float, default=4.0,
                         help="audio length for the paper-size end-to-end run")  # fmt: skip
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     load_before = os.getloadavg()
-    rows = model_rows(device, args.seconds, args.rounds)
+    work = Path(tempfile.mkdtemp(prefix="casync-int8-"))
+    rows = model_rows(device, args.seconds, args.rounds, work)
     cache = Path(tempfile.mkdtemp(prefix="casync-tracks-"))
-    cold = end_to_end(TINY, None, args.device, cache)  # tracks the face, fills the cache
-    warm = end_to_end(TINY, None, args.device, cache)  # the same source, another audio run
-    full = end_to_end(FULL | {"audio_feature_dim": 80}, args.full_e2e_seconds, args.device, cache)
+    runs = e2e_rows(args, cache)
+    streams = stream_rows(args.device, cache, SAMPLES, {"tiny": TINY, "paper size": FULL})
     load_after = os.getloadavg()
-    write_report(args, device, rows, cold, warm, full, load_before, load_after)
+    write_report(args, device, rows, runs, streams, load_before, load_after)
 
 
-def write_report(args, device, rows, cold, warm, full, load_before, load_after) -> None:
+def write_report(args, device, rows, runs, streams, load_before, load_after) -> None:
     name = "inference.md" if device.type == "cpu" else f"inference_{device.type}.md"
     path = ROOT / "benchmarks" / "results" / name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -137,7 +189,7 @@ def write_report(args, device, rows, cold, warm, full, load_before, load_after) 
         "",
         f"Made by `{' '.join(['python -m benchmarks.inference_bench', *sys.argv[1:]])}` on "
         f"{time.strftime('%Y-%m-%d %H:%M')}: {hardware}, {os.cpu_count()} CPUs, "
-        f"torch {torch.__version__}, fp32, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}. "
+        f"torch {torch.__version__}, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}. "
         f"Load average {load_before[0]:.1f} before, {load_after[0]:.1f} after (other jobs share "
         "this machine: compare ratios, which are measured in the same interleaved rounds).",
         "",
@@ -145,38 +197,38 @@ def write_report(args, device, rows, cold, warm, full, load_before, load_after) 
         f"{args.seconds:g} s each)",
         "",
         "`vs Wav2Lip` is the median over rounds of each round's ratio to the Wav2Lip generator "
-        "at the same batch size (measured seconds apart), with the smallest and largest round.",
+        "at the same batch size and precision (measured seconds apart), with the smallest and "
+        "largest round; `vs fp32` the same against the model's own fp32 row.",
         "",
-        "| model | params (M) | GMACs/frame | batch | frames/s | vs Wav2Lip | rounds' range |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| model | precision | params (M) | GMACs/frame | batch | frames/s | vs Wav2Lip "
+        "| rounds' range | vs fp32 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         low, high = r["ratio_range"]
         lines.append(
-            f"| {r['model']} | {r['params_m']:.2f} | {r['gmacs']:.2f} | {r['batch']} | "
-            f"{r['fps']:.1f} | {r['ratio']:.2f}x | {low:.2f}-{high:.2f}x |"
+            f"| {r['model']} | {r['precision']} | {r['params_m']:.2f} | {r['gmacs']:.2f} | "
+            f"{r['batch']} | {r['fps']:.1f} | {r['ratio']:.2f}x | {low:.2f}-{high:.2f}x | "
+            f"{r['vs_fp32']:.2f}x |"
         )
     lines += [
         "",
         "## End to end (`Synthesizer.synthesize`, the `python -m casync.infer` path)",
         "",
         "aoc_8s.mp4 (512x512) driven by jfk_11s.flac; decode, log-mel features, generation "
-        "(batch 16), colour-matched feathered paste-back, x264 veryfast + AAC. Target: tiny >= 25 "
-        "frames/s without tracking.",
+        "(batch 16), colour-matched feathered paste-back, x264 veryfast + AAC. Targets: paper "
+        "size >= 30 frames/s in the fastest path that passes tests/test_precision.py; tiny > 25 "
+        "including face tracking.",
         "",
         "| run | frames | frames/s after tracking | frames/s incl. face tracking |",
         "|---|---:|---:|---:|",
-    ]
-    runs = [
-        ("tiny, first run of this video (tracks the face)", cold),
-        ("tiny, video's face track cached", warm),
-        (f"paper size, {args.full_e2e_seconds:g} s of audio, track cached", full),
     ]
     for label, result in runs:
         lines.append(
             f"| {label} | {result['frames']} | {result['render_fps']:.1f} | "
             f"{result['fps_achieved']:.1f} |"
         )
+    lines += ["", *streams]
     path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"\nwrote {path}")

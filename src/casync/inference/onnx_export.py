@@ -26,14 +26,17 @@ def input_names(net: CASyncNet) -> list[str]:
     return ["masked", "mask", "audio"] + (["reference"] if net.use_reference else [])
 
 
-def export_onnx(net: CASyncNet, path: str | Path, opset: int = OPSET) -> Path:
-    """Write `net` (eval mode, CPU, fp32) to `path` with a dynamic batch axis; checks the graph."""
+def export_onnx(
+    net: CASyncNet, path: str | Path, opset: int = OPSET, names: list[str] | None = None
+) -> Path:
+    """Write `net` (eval mode, CPU, fp32) to `path` with a dynamic batch axis; checks the graph.
+    `names`: the inputs' names, for another network with `example_inputs` (the benchmark's peer)."""
     import onnx
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     net = net.eval().cpu()
-    names = input_names(net)
+    names = names or input_names(net)
     axes = {name: {0: "batch"} for name in [*names, "crop"]}
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")  # TorchScript-exporter deprecation chatter

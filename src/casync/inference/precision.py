@@ -128,9 +128,12 @@ class Int8Generator:
         return torch.from_numpy(self.session(*arrays)).to(inputs[0].device)
 
 
-def quantize_generator(net: CASyncNet, path: Path, calibration: list[np.ndarray]) -> Path:
+def quantize_generator(
+    net: CASyncNet, path: Path, calibration: list[np.ndarray], names: list[str] | None = None
+) -> Path:
     """Export `net`, quantize it statically (int8 per-channel weights, uint8 activations whose
-    ranges come from running `calibration`, one batch of the generator's inputs) to `path`."""
+    ranges come from running `calibration`, one batch of the generator's inputs) to `path`.
+    `names`: the inputs' names for a network other than CASync (see `export_onnx`)."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -140,9 +143,11 @@ def quantize_generator(net: CASyncNet, path: Path, calibration: list[np.ndarray]
 
     from casync.inference.onnx_export import export_onnx, input_names
 
+    names = names or input_names(net)
+
     class _Batch(CalibrationDataReader):
         def __init__(self) -> None:
-            self._feeds = iter([dict(zip(input_names(net), calibration, strict=True))])
+            self._feeds = iter([dict(zip(names, calibration, strict=True))])
 
         def get_next(self) -> dict | None:
             return next(self._feeds, None)
@@ -150,7 +155,7 @@ def quantize_generator(net: CASyncNet, path: Path, calibration: list[np.ndarray]
     log.info("quantizing the generator to int8 (once per checkpoint): %s", path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="casync-export-") as work:
-        fp32 = export_onnx(net, Path(work) / "generator.onnx")
+        fp32 = export_onnx(net, Path(work) / "generator.onnx", names=names)
         with atomic_path(path, suffix=".onnx") as temp:
             quantize_static(
                 str(fp32),

@@ -1,0 +1,110 @@
+"""The stream's speed: audio fed in 40 ms chunks at the pace it is spoken, frames/s and latency
+from the end of each frame's own audio (its 40 ms) to the frame leaving `Synthesizer.render`.
+
+The latency includes the front end's look-ahead (mel: ~115 ms past the frame's centre; Whisper:
+its chunk and look-ahead), the batch a frame waits for, and the compute. Part of
+`benchmarks.inference_bench`; random weights (only cost matters).
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from casync.inference.precision import PRECISIONS, resolve_precision
+from casync.model import CASyncNet
+
+MEL = {"_target_": "casync.audio.MelFrontEnd", "n_mels": 80, "window": 10, "feature_dim": 80}
+WHISPER = {"_target_": "casync.audio.WhisperFrontEnd", "feature_dim": 384, "window": 10}
+CHUNK_S = 0.04
+AUDIO_S = 4.0
+
+
+def paced(waveform: np.ndarray, start: float, rate: int = 16_000) -> Iterator[np.ndarray]:
+    """`waveform` in CHUNK_S chunks, each handed on when its last sample has been spoken."""
+    step = int(CHUNK_S * rate)
+    for k, first in enumerate(range(0, len(waveform), step)):
+        wait = start + (k + 1) * CHUNK_S - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        yield waveform[first : first + step]
+
+
+def measure(synth, waveform: np.ndarray) -> dict:
+    latencies, start = [], time.perf_counter()
+    for rendered in synth.render(paced(waveform, start)):
+        spoken = start + (rendered.index + 1) / synth.fps  # the frame's own audio has arrived
+        latencies.append(time.perf_counter() - spoken)
+    wall = time.perf_counter() - start
+    return {
+        "frames": len(latencies),
+        "fps": len(latencies) / wall,
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p95_ms": 1000 * float(np.percentile(latencies, 95)),
+        "max_ms": 1000 * max(latencies),
+    }
+
+
+def stream_once(
+    model: dict, audio: dict, precision: str, batch: int, device: str, cache: Path, samples: Path
+) -> dict:
+    from casync.inference import Synthesizer
+    from casync.media.audio import load_audio
+    from casync.training.checkpoint import save_generator_checkpoint
+
+    work = Path(tempfile.mkdtemp(prefix="casync-stream-"))
+    torch.manual_seed(0)
+    model = model | {"audio_feature_dim": audio["feature_dim"]}
+    save_generator_checkpoint(work / "model.ckpt", CASyncNet(**model), model, audio)
+    synth = Synthesizer.from_checkpoint(
+        work / "model.ckpt", device=device, track_cache_dir=cache, progress=False,
+        precision=precision, batch_size=batch,
+    )  # fmt: skip
+    synth.prepare(samples / "video" / "aoc_8s.mp4")
+    waveform = load_audio(samples / "audio" / "jfk_11s.flac")
+    measure(synth, waveform[:16_000])  # warm-up (int8: quantizes on its first batch)
+    return measure(synth, waveform[: int(AUDIO_S * 16_000)])
+
+
+def stream_rows(device: str, cache: Path, samples: Path, models: dict[str, dict]) -> list[str]:
+    """Markdown lines: one row per (model, front end, precision, batch)."""
+    fastest = [p for p in PRECISIONS if resolve_precision(p, device) == p][-1]
+    configs = [
+        ("tiny", "mel", "fp32", 1),
+        ("tiny", "mel", fastest, 1),
+        ("paper size", "mel", fastest, 1),
+        ("paper size", "mel", fastest, 4),
+    ]
+    try:
+        from casync.audio import WhisperFrontEnd  # noqa: F401  (another session's front end)
+
+        configs.append(("tiny", "whisper_tiny", "fp32", 1))
+    except ImportError:
+        configs.append(("tiny", "whisper_tiny (not in casync.audio yet)", "", 0))
+    lines = [
+        f"## Stream (`Synthesizer.render`, {AUDIO_S:g} s of jfk_11s.flac in {CHUNK_S * 1000:g} ms "
+        "chunks at real-time pace; face track cached)",
+        "",
+        "Latency: from the end of a frame's own 40 ms of audio to the frame. Real time: 25 "
+        "frames/s with the latency not growing (p95 close to p50).",
+        "",
+        "| model | front end | precision | batch | frames/s | latency p50 (ms) | p95 | max |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, front, precision, batch in configs:
+        if not batch:
+            lines.append(f"| {name} | {front} | - | - | - | - | - | - |")
+            continue
+        audio = WHISPER if front.startswith("whisper") else MEL
+        r = stream_once(models[name], audio, precision, batch, device, cache, samples)
+        lines.append(
+            f"| {name} | {front} | {precision} | {batch} | {r['fps']:.1f} | {r['p50_ms']:.0f} | "
+            f"{r['p95_ms']:.0f} | {r['max_ms']:.0f} |"
+        )
+    return lines
