@@ -84,6 +84,9 @@ def test_a_few_seconds_are_too_short_to_tell(macron):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing to warn about
         assert offset_to_apply(offset, "none", "refuse", Path("x.mp4")) == 0.0
+    with pytest.warns(UserWarning, match="too short to estimate"):
+        assert offset_to_apply(offset, "auto", "warn", Path("x.mp4")) == 0.0
+    assert offset_to_apply(offset, 3, "warn", Path("x.mp4")) == 3.0  # given: applied as given
 
 
 def test_preprocess_reports_warns_and_corrects_a_delay(macron, tmp_path):
@@ -112,3 +115,13 @@ def test_preprocess_reports_warns_and_corrects_a_delay(macron, tmp_path):
         np.corrcoef(fixed_levels[15:-15], np.roll(late_levels, -lag)[15:-15])[0, 1] for lag in lags
     ]
     assert lags[int(np.argmax(match))] in (7, 8)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("av_offset", "sometimes"), ("on_unsynced", "ignore"), ("on_truncated", 1)]
+)
+def test_bad_settings_name_the_key(key, value):
+    from casync.data.pipeline import PipelineSettings
+
+    with pytest.raises(ValueError, match=f"preprocess.{key}="):
+        PipelineSettings(**{key: value})

@@ -128,6 +128,12 @@ def offset_to_apply(
             )
         return 0.0
     if setting == "auto":
+        if estimate.follows is None:
+            warnings.warn(
+                f"{path}: too short to estimate its audio-video offset (under {MIN_SECONDS:g} s "
+                "with a face), so av_offset=auto shifts nothing: give the offset in frames instead",
+                stacklevel=2,
+            )
         return estimate.frames if estimate.follows else 0.0  # nothing to go by otherwise
     return float(setting)
 
