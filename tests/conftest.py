@@ -4,7 +4,8 @@
 - `aoc_cache`: (cache root, speaker name) of a real cache made once per test session from a copy
   of aoc_8s.mp4 with `audio=mel` (200 frames: with the default split, frames 0-139 train and
   150-199 validation). Read it, never modify it: copy it if a test must.
-- `preprocess_config(...)`: the real `conf/preprocess.yaml`, composed with overrides.
+- `compose_config(name, overrides)`: the real `conf/<name>.yaml`, composed as its command would
+  (import it from conftest in module-level helpers; the `compose` fixture is the same function).
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download weights
@@ -28,11 +31,29 @@ SAMPLE_DIR = Path(
 ).resolve()
 
 
-def preprocess_config(overrides: list[str]) -> DictConfig:
-    """Compose conf/preprocess.yaml (no Hydra run dir is created)."""
+def compose_config(
+    name: str, overrides: list[str] | None = None, hydra: bool = False
+) -> DictConfig:
+    """Compose conf/<name>.yaml with `overrides` (no run dir is created); `hydra=True` keeps the
+    `hydra` node, with its interpolations (the run dir) resolvable."""
+    import casync.run_dir  # noqa: F401  (the resolvers hydra.run.dir uses)
+
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose("preprocess", overrides=overrides)
+        cfg = hydra_compose(name, overrides=list(overrides or []), return_hydra_config=hydra)
+    if hydra:
+        HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+def preprocess_config(overrides: list[str]) -> DictConfig:
+    return compose_config("preprocess", overrides)
+
+
+@pytest.fixture
+def compose():
+    """`compose(name, overrides, hydra=False)`: see `compose_config`."""
+    return compose_config
 
 
 @pytest.fixture(scope="session")

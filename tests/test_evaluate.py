@@ -41,9 +41,9 @@ def eval_config(cache_root: Path, speaker: str, checkpoint: Path, out: Path, *ex
             f"speaker.name={speaker}",
             f"paths.cache_dir={cache_root}",
             f"paths.output_dir={out}",
-            "evaluate.lpips_net=none",
-            "evaluate.progress=false",
-            "evaluate.device=cpu",
+            "metrics.lpips=none",
+            "progress=false",
+            "device=cpu",
             *extra,
         ]
     )
@@ -144,7 +144,7 @@ def test_lpips_without_weights_fails_before_any_work(aoc_cache, tiny_checkpoint,
     if (Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name).is_file():
         pytest.skip("AlexNet weights are in the torch hub cache on this machine")
     root, speaker = aoc_cache
-    cfg = eval_config(root, speaker, tiny_checkpoint, tmp_path / "out", "evaluate.lpips_net=alex")
+    cfg = eval_config(root, speaker, tiny_checkpoint, tmp_path / "out", "metrics.lpips=alex")
     with pytest.raises(MissingWeightsError, match="allow_random_backbone=true"):
         evaluate(cfg)
 
@@ -159,7 +159,7 @@ def test_random_model_report_has_every_method_shift_and_lse(aoc_cache, tiny_chec
     torch.save({"state_dict": SyncNetColor().state_dict()}, syncnet)
     cfg = eval_config(
         root, speaker, tiny_checkpoint, out, "evaluate.allow_random_backbone=true",
-        "evaluate.lpips_net=alex", "evaluate.shifts_s=[-0.2,0.2]",
+        "metrics.lpips=alex", "evaluate.shifts_s=[-0.2,0.2]",
         f"evaluate.syncnet_checkpoint={syncnet}",
     )  # fmt: skip
     results = evaluate(cfg)

@@ -84,10 +84,10 @@ def test_mouth_metrics_only_see_the_mouth_box(frames):
 
 def test_lpips_without_weights_names_the_config_keys(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))  # an empty hub cache
-    with pytest.raises(MissingWeightsError, match="evaluate.lpips_weights=") as error:
+    with pytest.raises(MissingWeightsError, match="metrics.lpips_weights=") as error:
         LPIPSMetric(net="squeeze")
     assert "evaluate.allow_random_backbone=true" in str(error.value)
-    with pytest.raises(FileNotFoundError, match="evaluate.lpips_weights"):
+    with pytest.raises(FileNotFoundError, match="metrics.lpips_weights"):
         LPIPSMetric(net="squeeze", weights=str(tmp_path / "nope.pth"))
 
 

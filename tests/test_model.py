@@ -96,7 +96,7 @@ def test_profile_cli_writes_json_and_figure(tmp_path):
             f"output={out}",
             f"figure={figure}",
             "throughput.seconds=0.2",
-            "throughput.batch_size=2",
+            "batch_size=2",
             f"hydra.run.dir={tmp_path}/run",
         ],
         capture_output=True,

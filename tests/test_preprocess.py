@@ -75,7 +75,7 @@ def test_aoc_cache_round_trip(aoc_cache, sample_dir):
     assert np.allclose(source.audio, expected, atol=1e-2)
     # Per-frame audio level, by the inference silence rule: aoc pauses for breath at 6.4-7.1 s.
     audio = load_audio(sample_dir / "video" / "aoc_8s.mp4")
-    flags = FrameFeatures(MelFrontEnd(), silence_db=SILENCE_DBFS)
+    flags = FrameFeatures(MelFrontEnd(), silence_dbfs=SILENCE_DBFS)
     flags.push(audio)
     flags.finish()
     _, silent = flags.take(0, 200)

@@ -149,6 +149,17 @@ def test_validation_lpips_needs_real_backbone_weights(cfg_train, tmp_path):
     assert train(cfg_train)["val/lpips"] >= 0
 
 
+def test_validation_lpips_error_names_the_training_keys(cfg_train, tmp_path, monkeypatch):
+    """One LPIPS setting (conf/metrics/): the error names `metrics.*`, not evaluation's keys."""
+    from casync.audio.frontend import MissingWeightsError
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))  # an empty hub cache
+    cfg_train.metrics.lpips = "squeeze"
+    with pytest.raises(MissingWeightsError, match="metrics.lpips_weights=") as error:
+        build_system(cfg_train)
+    assert "evaluate." not in str(error.value).replace("evaluate.allow_random_backbone", "")
+
+
 def test_fast_dev_run(cfg_train):
     cfg_train.trainer.fast_dev_run = True
     metrics = train(cfg_train)

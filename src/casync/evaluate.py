@@ -72,11 +72,11 @@ def held_out_fraction(checkpoint: str, requested: float | None) -> float:
     return float(requested)
 
 
-def build_lpips(options: DictConfig, device: str) -> LPIPSMetric | None:
-    if options.lpips_net in (None, "none"):
+def build_lpips(cfg: DictConfig, device: str) -> LPIPSMetric | None:
+    if cfg.metrics.lpips in (None, "none"):
         return None
     return LPIPSMetric(
-        options.lpips_net, options.lpips_weights, options.allow_random_backbone, device
+        cfg.metrics.lpips, cfg.metrics.lpips_weights, cfg.evaluate.allow_random_backbone, device
     )
 
 
@@ -116,8 +116,8 @@ def evaluate(cfg: DictConfig) -> dict:
     check_front_end(generator, cache, checkpoint)
     val_fraction = held_out_fraction(checkpoint, options.val_fraction)
     held = held_out_range(cache, val_fraction)
-    device = resolve_device(options.device)
-    lpips_metric = build_lpips(options, device)  # fail on missing weights before the work
+    device = resolve_device(cfg.device)
+    lpips_metric = build_lpips(cfg, device)  # fail on missing weights before the work
     syncnet = None
     if options.syncnet_checkpoint:
         syncnet = load_syncnet(options.syncnet_checkpoint, device)
@@ -128,28 +128,26 @@ def evaluate(cfg: DictConfig) -> dict:
     real, masks = held.crops(), held.masks()
     still = still_mouth_crop(held)
     reference = generator.reference if generator.reference is not None else still
-    generate = HeldOutGenerator(
-        generator.net, reference, device, options.batch_size, options.progress
-    )
+    generate = HeldOutGenerator(generator.net, reference, device, cfg.batch_size, cfg.progress)
     frames = {
         "casync": generate(real, masks, held.windows(0), "generate (aligned audio)"),
         "still_mouth": composite(real, still[None], masks),
         "real": real,
     }
     with LipLandmarkExtractor(**options.landmarks) as extractor:
-        lips = {name: extractor(f, progress=options.progress) for name, f in frames.items()}
+        lips = {name: extractor(f, progress=cfg.progress) for name, f in frames.items()}
 
         shifted: dict[int, np.ndarray] = {0: lips["casync"].points}
 
         def shifted_lips(shift: int) -> np.ndarray:
             if shift not in shifted:
                 crops = generate(real, masks, held.windows(shift), f"generate (shift {shift:+d})")
-                shifted[shift] = extractor(crops, progress=options.progress).points
+                shifted[shift] = extractor(crops, progress=cfg.progress).points
             return shifted[shift]
 
         # Sync is scored where there is speech: in silence the real mouth rests or breathes as it
         # likes, and the product holds a still mouth. All frames are reported beside it.
-        speech = held.speech(options.silence_dbfs)
+        speech = held.speech(cfg.silence_dbfs)
         real_points, shifts_s = lips["real"].points, list(options.shifts_s)
         has_audio = held.has_shifted_audio
         check = shift_check(shifted_lips, real_points, held.fps, shifts_s, frames=speech,
@@ -220,7 +218,7 @@ def notes(held: HeldOut, lpips_metric, methods: dict, check, floor: dict) -> lis
         f"{floor['opening_corr']:.3f} (landmark measurement noise).",
     ]
     if lpips_metric is None:
-        lines.append("LPIPS not computed (evaluate.lpips_net=none).")
+        lines.append("LPIPS not computed (metrics.lpips=none).")
     missing = {k: int(v.get("no_face_gen", 0)) for k, v in methods.items() if v.get("no_face_gen")}
     if missing:
         lines.append(f"Frames where no lips were found (skipped by LMD): {missing}.")

@@ -65,7 +65,7 @@ def infer(cfg: DictConfig) -> dict:
         generator,
         device=resolve_device(cfg.device),
         batch_size=cfg.batch_size,
-        silence_db=cfg.silence_db,
+        silence_dbfs=cfg.silence_dbfs,
         feather=cfg.blend.feather,
         color_match=cfg.blend.color_match,
         track_cache_dir=cfg.track_cache_dir,

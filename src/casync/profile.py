@@ -90,7 +90,7 @@ def profile(cfg: DictConfig) -> dict:
     model = instantiate(cfg.model)
     measured = model_complexity(model, model.example_inputs(1))
     device = resolve_device(cfg.device)
-    batch = cfg.throughput.batch_size
+    batch = cfg.batch_size
     fps = measure_throughput(model, batch, cfg.throughput.seconds, device)
     measured["throughput"] = {"device": str(device), "batch_size": batch, "frames_per_s": fps}
 

@@ -1,8 +1,8 @@
 """Names that become parts of a run folder (`speaker.name`, the job id), validated before Hydra
 writes anything there.
 
-Importing this module registers the `casync.dirname` resolver that conf/*.yaml use in
-`hydra.run.dir`; every entry module imports it before `@hydra.main`.
+Importing this module registers the resolvers conf/hydra/default.yaml uses in `hydra.run.dir`
+(`casync.run_folder`) and `casync.dirname`; every entry module imports it before `@hydra.main`.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 from omegaconf import OmegaConf
 
 from casync.data.cache import validate_name
+
+RUN_ID = "run id (SLURM_JOB_ID or CASYNC_RUN_ID)"
 
 
 def dirname(what: str, value: object) -> str:
@@ -24,5 +26,13 @@ def dirname(what: str, value: object) -> str:
         ) from None
 
 
-if not OmegaConf.has_resolver("casync.dirname"):
-    OmegaConf.register_new_resolver("casync.dirname", dirname)
+def run_folder(speaker: object, run_id: object) -> str:
+    """`<speaker>/<run id>`, or `<run id>` for a command without a speaker (infer, profile),
+    each part checked by `dirname`."""
+    run = dirname(RUN_ID, run_id)
+    return run if speaker is None else f"{dirname('speaker.name', speaker)}/{run}"
+
+
+for _name, _resolver in (("casync.dirname", dirname), ("casync.run_folder", run_folder)):
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_new_resolver(_name, _resolver)

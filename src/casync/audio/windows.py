@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from casync.audio.frontend import FEATURE_RATE, HOP, SAMPLE_RATE, Chunking
-from casync.media.audio import frame_levels_dbfs
+from casync.media.audio import SILENCE_DBFS, frame_levels_dbfs
 
 
 def window_starts(frames: np.ndarray, fps: float, window: int, feature_rate: int = FEATURE_RATE):
@@ -75,14 +75,14 @@ class FrameFeatures:
         self,
         front_end,
         fps: float = 25.0,
-        silence_db: float | None = -50.0,
+        silence_dbfs: float | None = SILENCE_DBFS,
         context_s: float = 2.0,
         lookahead_s: float = 0.5,
     ) -> None:
         self.front_end = front_end
         self.fps = fps
         self.window = int(front_end.window)
-        self.silence_db = silence_db
+        self.silence_dbfs = silence_dbfs
         # Half a window each side of the frame centre: the span the audio window covers.
         self.silence_half = int(round(self.window / 2 / FEATURE_RATE * SAMPLE_RATE))
         chunking: Chunking | None = getattr(front_end, "chunking", None)
@@ -188,18 +188,18 @@ class FrameFeatures:
         return features[np.clip(np.arange(t0, t1 + 1) - a // HOP, 0, len(features) - 1)]
 
     def _silent(self, frames: np.ndarray) -> np.ndarray:
-        if self.silence_db is None:
+        if self.silence_dbfs is None:
             return np.zeros(len(frames), bool)
         half_window_s = self.silence_half / SAMPLE_RATE
         levels = frame_levels_dbfs(
             self._audio, frames, self.fps, half_window_s, SAMPLE_RATE, self._offset
         )
-        return levels <= self.silence_db
+        return levels <= self.silence_dbfs
 
 
 def cache_windows(front_end, audio: np.ndarray, n_frames: int, fps: float, block: int = 1024):
     """Yield the windows of frames [0, n_frames) in blocks, as `FrameFeatures` gives inference."""
-    features = FrameFeatures(front_end, fps, silence_db=None)
+    features = FrameFeatures(front_end, fps, silence_dbfs=None)
     features.push(audio)
     features.finish()
     for start in range(0, n_frames, block):

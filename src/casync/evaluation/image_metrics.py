@@ -73,7 +73,7 @@ class LPIPSMetric:
     """LPIPS distance (lower is closer). `label` names what the number is.
 
     The backbone's ImageNet weights come from `weights` (a torchvision state_dict file, config key
-    `evaluate.lpips_weights`) or torch's hub cache. Without them it raises, unless
+    `metrics.lpips_weights`) or torch's hub cache. Without them it raises, unless
     `allow_random_backbone` (`evaluate.allow_random_backbone`): then the backbone is random, the
     number is not perceptual, and `label` says so."""
 
@@ -88,15 +88,15 @@ class LPIPSMetric:
 
         if net not in _TORCHVISION_NAMES:
             raise ValueError(
-                f"evaluate.lpips_net={net!r}: choose one of {list(_TORCHVISION_NAMES)}"
+                f"metrics.lpips={net!r}: choose one of {list(_TORCHVISION_NAMES)} or none"
             )
         path = _backbone_weights(net, weights)
         if path is None and not allow_random_backbone:
             raise MissingWeightsError(
                 f"LPIPS needs ImageNet weights for its '{net}' backbone and none are on this "
-                f"machine. Set evaluate.lpips_weights=/path/to/{_TORCHVISION_NAMES[net]}.pth (a "
-                "torchvision state_dict), or evaluate.allow_random_backbone=true to report "
-                f"'{RANDOM_BACKBONE_LABEL}'."
+                f"machine. Set metrics.lpips_weights=/path/to/{_TORCHVISION_NAMES[net]}.pth (a "
+                "torchvision state_dict), or metrics.lpips=none (casync.evaluate also takes "
+                f"evaluate.allow_random_backbone=true, reported as '{RANDOM_BACKBONE_LABEL}')."
             )
         # pnet_rand=True: lpips must not try to download the backbone; we load it below.
         with warnings.catch_warnings():  # lpips calls torchvision's deprecated `pretrained=`
@@ -120,7 +120,7 @@ def _backbone_weights(net: str, weights: str | None) -> Path | None:
     if weights:
         path = Path(weights).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"evaluate.lpips_weights={weights}: no such file")
+            raise FileNotFoundError(f"metrics.lpips_weights={weights}: no such file")
         return path
     import torchvision
 
@@ -143,7 +143,7 @@ def _load_backbone(backbone: torch.nn.Module, path: Path) -> None:
             missing.append(source)
     if missing:
         raise ValueError(
-            f"evaluate.lpips_weights={path} is not a torchvision state_dict for this backbone: "
+            f"metrics.lpips_weights={path} is not a torchvision state_dict for this backbone: "
             f"missing {missing[:3]}{' ...' if len(missing) > 3 else ''}"
         )
     backbone.load_state_dict(mapped)

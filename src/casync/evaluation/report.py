@@ -134,7 +134,7 @@ def markdown_report(results: dict) -> str:
     if results.get("lpips_label") == RANDOM_BACKBONE_LABEL:
         notes.append(
             "LPIPS used a random backbone (no ImageNet weights on this machine): it is not a "
-            "perceptual metric. Set evaluate.lpips_weights for a real one."
+            "perceptual metric. Set metrics.lpips_weights for a real one."
         )
     if results.get("lse_message"):
         notes.append(f"LSE-C/LSE-D not computed: {results['lse_message']}")

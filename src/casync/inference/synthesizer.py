@@ -6,7 +6,7 @@ its mouth region masked; the network fills it from the audio window; the crop is
 and feathered back into the frame. Batch and streaming share one loop (`render`) and group frames
 identically ([0, B), [B, 2B), ...), so streamed frames equal the batch result bit for bit.
 
-Silence: frames whose +-window/2 audio span is below `silence_db` dBFS are generated once per
+Silence: frames whose +-window/2 audio span is below `silence_dbfs` dBFS are generated once per
 silent run (from the run's first frame) and that crop is held, so the mouth stays still.
 Frames of the source without a face pass through unchanged. The reference, crop smoothing and
 frame rate are the checkpoint's (see `casync.inference.source.choose_reference`).
@@ -82,7 +82,7 @@ class Synthesizer:
         front_end=None,
         device: str = "cpu",
         batch_size: int = 16,
-        silence_db: float | None = SILENCE_DBFS,
+        silence_dbfs: float | None = SILENCE_DBFS,
         feather: float = 5.0,
         color_match: bool = True,
         track_cache_dir: str | Path | None = None,
@@ -100,7 +100,7 @@ class Synthesizer:
         self.fps = generator.fps
         self.size = generator.crop_size
         self.batch_size = batch_size
-        self.silence_db = silence_db
+        self.silence_dbfs = silence_dbfs
         self.blender = Blender(self.size, feather, color_match)
         self.track_cache_dir = track_cache_dir
         self.crf, self.preset, self.progress = crf, preset, progress
@@ -160,7 +160,7 @@ class Synthesizer:
             if source.frames is None:
                 raise ValueError("streaming needs the source frames: prepare(video) keeps them")
             frame_at = source.frames.__getitem__
-        features = FrameFeatures(self.front_end, self.fps, self.silence_db)
+        features = FrameFeatures(self.front_end, self.fps, self.silence_dbfs)
         state, done, step = _HoldState(), 0, self.batch_size
         reference: list[torch.Tensor] = []
         for chunk in audio_chunks:

@@ -146,17 +146,11 @@ class CASyncSystem(L.LightningModule):
 
 
 def build_lpips(net: str, weights: str | None):
-    """The LPIPS network for validation: None for "none", else "vgg"/"alex" with its ImageNet
-    backbone (a clear error naming the keys when it cannot be loaded: never a random one)."""
+    """The LPIPS network for validation (`metrics.lpips`): None for "none", else its ImageNet
+    backbone; missing weights raise the error that names `metrics.lpips_weights`, never a random
+    backbone."""
     if net == "none":
         return None
-    from casync.audio.frontend import MissingWeightsError
     from casync.evaluation.image_metrics import LPIPSMetric
 
-    try:
-        return LPIPSMetric(net=net, weights=weights).model
-    except MissingWeightsError as error:
-        raise MissingWeightsError(
-            f"validation LPIPS ({net}) needs ImageNet backbone weights: set "
-            f"metrics.lpips_weights=/path/to/{net}.pth, or metrics.lpips=none. ({error})"
-        ) from error
+    return LPIPSMetric(net=net, weights=weights).model

@@ -1,0 +1,64 @@
+"""One config vocabulary: the keys every command shares have one name, one place and one default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from casync.media.audio import SILENCE_DBFS
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+ENTRY = {  # entry config -> overrides it needs to compose
+    "train": ["speaker=aoc"],
+    "preprocess": ["speaker=aoc"],
+    "infer": [],
+    "evaluate": ["speaker=aoc"],
+    "profile": [],
+    "demo": [],
+}
+
+
+def test_only_the_hydra_group_sets_run_folders():
+    owners = [p.name for p in CONF.glob("*.yaml") if "\nhydra:" in "\n" + p.read_text()]
+    assert owners == [], f"{owners} set hydra.* themselves instead of conf/hydra/default.yaml"
+
+
+@pytest.mark.parametrize("name", sorted(ENTRY))
+def test_every_command_gets_the_shared_run_folder(compose, name, monkeypatch):
+    monkeypatch.setenv("CASYNC_RUN_ID", "job42")
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    cfg = compose(name, [*ENTRY[name], "paths.log_dir=/logs"], hydra=True)
+    speaker = "aoc/" if "speaker" in cfg else ""
+    assert cfg.hydra.run.dir == f"/logs/{name}/{speaker}job42"
+    assert cfg.hydra.job.chdir is False
+
+
+def test_sweep_subfolders_name_the_speaker(compose):
+    cfg = compose("train", ["speaker=aoc", "hydra.job.num=3"], hydra=True)
+    assert cfg.hydra.sweep.subdir == "aoc/3"
+
+
+def test_training_and_evaluation_share_one_lpips_setting(compose):
+    train, evaluate = compose("train", ENTRY["train"]), compose("evaluate", ENTRY["evaluate"])
+    assert train.metrics.lpips == evaluate.metrics.lpips == "alex"
+    assert train.metrics.lpips_weights is evaluate.metrics.lpips_weights is None
+    assert "lpips_net" not in evaluate.evaluate and "lpips_weights" not in evaluate.evaluate
+
+
+@pytest.mark.parametrize("name", ["infer", "evaluate", "profile"])
+def test_device_and_batch_size_are_top_level_keys(compose, name):
+    cfg = compose(name, ENTRY[name])
+    assert (cfg.device, cfg.batch_size) == ("auto", 16)
+
+
+def test_one_silence_threshold_with_the_code_default(compose):
+    infer, evaluate = compose("infer"), compose("evaluate", ENTRY["evaluate"])
+    assert infer.silence_dbfs == evaluate.silence_dbfs == SILENCE_DBFS
+    assert "silence_db" not in infer and "silence_dbfs" not in evaluate.evaluate
+
+
+@pytest.mark.parametrize("use_reference", [True, False])
+def test_the_data_serves_a_reference_when_the_model_takes_one(compose, use_reference):
+    cfg = compose("train", [*ENTRY["train"], f"model.use_reference={use_reference}"])
+    assert cfg.data.use_reference is use_reference
