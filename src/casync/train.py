@@ -88,9 +88,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero:
         log.info("run folder: %s", cfg.paths.output_dir)
     try:
-        with warnings.catch_warnings():
-            if trainer.world_size == 1:  # the datamodule resumes mid-epoch exactly (state_dict)
-                warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that")
+        with warnings.catch_warnings():  # the datamodule resumes mid-epoch exactly (state_dict)
+            warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that")
             trainer.fit(system, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     finally:
         finish_loggers(loggers)

@@ -9,12 +9,13 @@ same source and split at least `reference_min_gap_s` away.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from casync.data.cache import SourceCache, SpeakerCache, open_cache
 from casync.data.reference import closed_mouth_frame
@@ -128,18 +129,25 @@ def _augment(sample: dict, rng: torch.Generator | None = None) -> None:
             sample[key] = (sample[key] * gain + bias).clamp(0, 1)
 
 
-class EpochSeededSampler(RandomSampler):
+class EpochSeededSampler(DistributedSampler):
     """A shuffle that is a function of (seed, epoch) only, so a run resumed from a checkpoint sees
     the same order as an uninterrupted one. It yields (index, sample seed) keys, so each sample's
-    random choices are reproducible too (a DistributedSampler yields plain indices; those samples
-    draw from the worker's RNG). `current_epoch` reads the trainer's epoch (Lightning's
-    own `set_epoch` count runs one ahead after a resume); under DDP Lightning swaps in a
-    DistributedSampler, seeded by (seed, epoch) too. `resume(epoch, n)` skips the n samples of
-    that epoch a mid-epoch checkpoint had already trained on."""
+    random choices are reproducible too. `current_epoch` reads the trainer's epoch (Lightning's
+    own `set_epoch` count runs one ahead after a resume). Under DDP each of `num_replicas` ranks
+    takes every num_replicas-th key (padded as DistributedSampler pads, which is why it is one:
+    Lightning keeps it instead of swapping in its own). `resume(epoch, n)` skips the n samples
+    of that epoch (per rank) a mid-epoch checkpoint had already trained on."""
 
-    def __init__(self, data_source: Dataset, current_epoch=None, seed: int | None = None) -> None:
-        super().__init__(data_source)
-        self.seed, self.epoch, self.current_epoch = seed, 0, current_epoch
+    def __init__(
+        self,
+        data_source: Dataset,
+        current_epoch=None,
+        seed: int | None = None,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
+        super().__init__(data_source, num_replicas=num_replicas, rank=rank, shuffle=True)
+        self.data_source, self.base_seed, self.current_epoch = data_source, seed, current_epoch
         self._resume: tuple[int, int] | None = None
 
     def resume(self, epoch: int, samples_done: int) -> None:
@@ -149,15 +157,18 @@ class EpochSeededSampler(RandomSampler):
         self.epoch = epoch
 
     def __iter__(self):
-        seed = self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+        seed = self.base_seed
+        seed = seed if seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
         epoch = self.current_epoch() if self.current_epoch is not None else self.epoch
         generator = torch.Generator().manual_seed(seed + epoch)
         n = len(self.data_source)
         order = torch.randperm(n, generator=generator).tolist()
         seeds = torch.randint(2**31 - 1, (n,), generator=generator).tolist()
+        keys = list(zip(order, seeds, strict=True))
+        keys = (keys * math.ceil(self.total_size / max(n, 1)))[: self.total_size]  # equal shares
         done = self._resume[1] if self._resume is not None and self._resume[0] == epoch else 0
         self._resume = None  # once: the next epoch starts from its beginning
-        yield from itertools.islice(zip(order, seeds, strict=True), done, None)
+        yield from itertools.islice(keys[self.rank :: self.num_replicas], done, None)
 
 
 class CASyncDataModule(L.LightningDataModule):
@@ -262,7 +273,8 @@ class CASyncDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: CacheDataset, train: bool) -> DataLoader:
         workers = self.hparams.num_workers
-        sampler = EpochSeededSampler(dataset, self._current_epoch) if train else None
+        ranks = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        sampler = EpochSeededSampler(dataset, self._current_epoch, None, *ranks) if train else None
         if sampler is not None and self._resume_at:
             done = self._resume_at["batches_done"] * self.hparams.batch_size
             sampler.resume(self._resume_at["epoch"], done)
