@@ -16,7 +16,7 @@ start=$(date +%s)
 "$py" -m casync.train "${common[@]}" experiment=demo_cpu "audio=$front" "paths.output_dir=$out/train" "$@" > "$out/train.log" 2>&1
 echo "train_seconds=$(( $(date +%s) - start ))" > "$out/timing.txt"
 ckpt="$out/train/checkpoints/last.ckpt"
-"$py" -m casync.evaluate "${common[@]}" "checkpoint=$ckpt" "paths.output_dir=$out" evaluate.lpips_net=none evaluate.progress=false > "$out/evaluate.log" 2>&1
+"$py" -m casync.evaluate "${common[@]}" "checkpoint=$ckpt" "paths.output_dir=$out" metrics.lpips=none progress=false > "$out/evaluate.log" 2>&1
 "$py" -m casync.infer "checkpoint=$ckpt" "video=$HELDOUT" "audio=$DRIVE" "output=$out/driven.mp4" "paths.cache_dir=$cache" progress=false > "$out/infer.log" 2>&1
 "$py" "$root/experiments/tools/montage.py" "$out/montage.png" --video "real=$HELDOUT" --video "generated=$out/driven.mp4" --frames 14 >> "$out/infer.log" 2>&1
 echo "done $name: $(cat "$out/timing.txt")"
