@@ -71,7 +71,7 @@ def aoc_cache(sample_dir, tmp_path_factory) -> tuple[Path, str]:
     video = shutil.copy(sample_dir / "video" / "aoc_8s.mp4", work / "aoc_8s.mp4")
     cfg = preprocess_config(
         [
-            "speaker=aoc",
+            "speaker.name=aoc",  # no conf/speaker file needed
             "audio=mel",
             f"paths.cache_dir={work / 'cache'}",
             f"speaker.videos=[{video}]",

@@ -62,3 +62,42 @@ def test_one_silence_threshold_with_the_code_default(compose):
 def test_the_data_serves_a_reference_when_the_model_takes_one(compose, use_reference):
     cfg = compose("train", [*ENTRY["train"], f"model.use_reference={use_reference}"])
     assert cfg.data.use_reference is use_reference
+
+
+def test_preprocess_takes_a_speaker_without_a_file(compose):
+    cfg = compose("preprocess", ["speaker.name=bob", "speaker.videos=[a.mp4,b.mov]"], hydra=True)
+    assert (cfg.speaker.name, list(cfg.speaker.videos)) == ("bob", ["a.mp4", "b.mov"])
+    assert cfg.hydra.run.dir.split("/")[-2] == "bob"
+
+
+@pytest.mark.parametrize("name", ["train", "evaluate"])
+def test_train_and_evaluate_take_a_speaker_by_name(compose, name):
+    cfg = compose(name, ["speaker.name=bob"], hydra=True)
+    assert cfg.speaker.name == "bob" and cfg.hydra.run.dir.split("/")[-2] == "bob"
+    if name == "train":
+        assert list(cfg.data.speakers) == ["bob"]
+
+
+def test_preprocess_without_videos_says_which_key(compose, tmp_path):
+    from casync.preprocess import preprocess
+
+    cfg = compose("preprocess", ["speaker.name=bob", "audio=mel", f"paths.cache_dir={tmp_path}"])
+    with pytest.raises(ValueError, match=r"speaker.videos is empty.*speaker.name=bob"):
+        preprocess(cfg)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(ENTRY))
+def test_every_entry_module_resolves_its_run_folder(name, tmp_path):
+    """`python -m casync.<name> --cfg all --resolve`: the module registers the resolvers."""
+    import subprocess
+    import sys
+
+    speaker = ["speaker.name=bob"] if name in ("train", "preprocess", "evaluate") else []
+    command = [sys.executable, "-m", f"casync.{name}", *speaker, f"paths.log_dir={tmp_path}"]
+    result = subprocess.run(
+        [*command, "--cfg", "all", "--resolve"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"{tmp_path}/{name}/" in result.stdout

@@ -63,3 +63,14 @@ def test_train_with_a_path_in_the_run_id_writes_nothing(tmp_path, monkeypatch, c
     err = run_entry(casync.train.main, overrides, monkeypatch, capsys)
     assert "invalid run id (SLURM_JOB_ID or CASYNC_RUN_ID) '../../../../x'" in err, err
     assert written(tmp_path) == []
+
+
+@pytest.mark.parametrize("main", [casync.train.main, casync.preprocess.main])
+def test_a_bare_command_asks_for_the_speaker_and_writes_nothing(
+    main, tmp_path, monkeypatch, capsys
+):
+    """No sample clip by default: `python -m casync.train` alone names what is missing."""
+    overrides = [f"paths.log_dir={tmp_path / 'logs'}", f"paths.cache_dir={tmp_path / 'cache'}"]
+    err = run_entry(main, overrides, monkeypatch, capsys)
+    assert "no speaker" in err and "speaker.name=NAME" in err, err
+    assert written(tmp_path) == []

@@ -27,7 +27,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 def tiny_overrides(cache_root: Path, speaker: str, out: Path) -> list[str]:
     return [
-        f"speaker={speaker}",
         f"speaker.name={speaker}",
         f"paths.cache_dir={cache_root}",
         f"paths.output_dir={out}",

@@ -26,6 +26,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
+import casync.run_dir  # noqa: F401  (registers the resolvers hydra.run.dir uses)
 from casync.media import MediaError, MediaFileNotFoundError
 from casync.media.side_by_side import side_by_side, trim_audio, trim_video
 
@@ -103,7 +104,6 @@ def demo(cfg: DictConfig) -> dict:
 
     cache, run = out / "cache", out / "train"
     speaker = [
-        "speaker=aoc",  # a template; name and videos are set here
         f"speaker.name={options.speaker}",
         f"speaker.videos=[{quoted(video)}]",
         f"paths.cache_dir={quoted(cache)}",

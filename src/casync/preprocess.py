@@ -1,4 +1,5 @@
-"""`python -m casync.preprocess speaker=<name> [audio=mel]`: a speaker's videos -> its cache.
+"""`python -m casync.preprocess speaker=<name> [audio=mel]` (or `speaker.name=bob
+'speaker.videos=[a.mp4,b.mov]'`, no file): a speaker's videos -> its cache.
 
 `main()` composes conf/preprocess.yaml; `preprocess(cfg)` does the work and is what tests call.
 """
@@ -13,7 +14,7 @@ import hydra
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-import casync.run_dir  # noqa: F401  (registers the resolver hydra.run.dir uses)
+import casync.run_dir  # noqa: F401  (registers the resolvers hydra.run.dir uses)
 from casync.audio.frontend import AudioFrontEnd
 from casync.data.cache import validate_name
 from casync.data.pipeline import PipelineSettings, build_cache
@@ -43,6 +44,11 @@ def preprocess(cfg: DictConfig) -> dict[str, Any]:
     (root, speaker, sources: {id: processed | skipped | reused})."""
     speaker = validate_name(str(cfg.speaker.name))
     videos = [str(video) for video in cfg.speaker.videos]
+    if not videos:
+        raise ValueError(
+            f"speaker.videos is empty: list {speaker}'s videos, "
+            f"speaker.name={speaker} 'speaker.videos=[a.mp4,b.mov]' (or a conf/speaker/ file)"
+        )
     settings = PipelineSettings(**OmegaConf.to_container(cfg.preprocess, resolve=True))
     front_end = build_front_end(cfg.audio)
     config = OmegaConf.to_container(cfg, resolve=False)

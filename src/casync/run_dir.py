@@ -7,7 +7,7 @@ Importing this module registers the resolvers conf/hydra/default.yaml uses in `h
 
 from __future__ import annotations
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from casync.data.cache import validate_name
 
@@ -26,11 +26,20 @@ def dirname(what: str, value: object) -> str:
         ) from None
 
 
-def run_folder(speaker: object, run_id: object) -> str:
-    """`<speaker>/<run id>`, or `<run id>` for a command without a speaker (infer, profile),
-    each part checked by `dirname`."""
+def run_folder(speaker: DictConfig | None, run_id: object) -> str:
+    """`<speaker.name>/<run id>`, or `<run id>` for a command without a speaker (infer,
+    profile), each part checked by `dirname`. A command with a speaker whose name is unset is
+    refused here, before Hydra writes anything (no sample clip is assumed)."""
     run = dirname(RUN_ID, run_id)
-    return run if speaker is None else f"{dirname('speaker.name', speaker)}/{run}"
+    if speaker is None:
+        return run
+    if OmegaConf.is_missing(speaker, "name"):
+        raise ValueError(
+            "no speaker: name the one whose cache to use, speaker=NAME (conf/speaker/NAME.yaml) "
+            "or speaker.name=NAME; preprocess also takes its videos without a file, "
+            "speaker.name=NAME 'speaker.videos=[a.mp4,b.mov]'. Nothing was written"
+        )
+    return f"{dirname('speaker.name', speaker.name)}/{run}"
 
 
 for _name, _resolver in (("casync.dirname", dirname), ("casync.run_folder", run_folder)):

@@ -12,7 +12,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-import casync.run_dir  # noqa: F401  (registers the resolver hydra.run.dir uses)
+import casync.run_dir  # noqa: F401  (registers the resolvers hydra.run.dir uses)
 from casync.training.checkpoint import check_resumable, generator_contract, read_checkpoint
 from casync.training.loggers import build_loggers, finish_loggers
 from casync.training.system import CASyncSystem
