@@ -78,7 +78,8 @@ def estimate_av_offset(
     short (under `MIN_SECONDS` with a face) to tell a lag from chance."""
     n = len(face_found)
     found = np.asarray(face_found, dtype=bool)
-    chance = np.array([k for k in range(n) if min(k, n - k) >= _CHANCE_LAG_S * fps])
+    circular_lags = np.arange(n)
+    chance = circular_lags[np.minimum(circular_lags, n - circular_lags) >= _CHANCE_LAG_S * fps]
     if found.sum() < MIN_SECONDS * fps or len(chance) < 2 * max_lag:
         return AVOffset(0.0, None)
     opening = mouth_opening(np.nan_to_num(np.asarray(landmarks, dtype=np.float64)))
