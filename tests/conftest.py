@@ -46,10 +46,6 @@ def compose_config(
     return cfg
 
 
-def preprocess_config(overrides: list[str]) -> DictConfig:
-    return compose_config("preprocess", overrides)
-
-
 @pytest.fixture
 def compose():
     """`compose(name, overrides, hydra=False)`: see `compose_config`."""
@@ -69,13 +65,14 @@ def aoc_cache(sample_dir, tmp_path_factory) -> tuple[Path, str]:
 
     work = tmp_path_factory.mktemp("aoc_cache")
     video = shutil.copy(sample_dir / "video" / "aoc_8s.mp4", work / "aoc_8s.mp4")
-    cfg = preprocess_config(
+    cfg = compose_config(
+        "preprocess",
         [
             "speaker.name=aoc",  # no conf/speaker file needed
             "audio=mel",
             f"paths.cache_dir={work / 'cache'}",
             f"speaker.videos=[{video}]",
-        ]
+        ],
     )
     preprocess(cfg)
     return work / "cache", "aoc"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from clips import sample_audio, write_clip
-from conftest import preprocess_config
+from conftest import compose_config
 
 from casync.data.av_offset import (
     AVOffset,
@@ -96,13 +96,13 @@ def test_preprocess_reports_warns_and_corrects_a_delay(macron, tmp_path):
     )
     overrides = ["speaker=alice", "audio=mel", f"speaker.videos=[{late}]"]
     with pytest.warns(UserWarning, match=r"late.mp4: the audio is \+7\.\d frames off the lips"):
-        preprocess(preprocess_config([*overrides, f"paths.cache_dir={tmp_path / 'a'}"]))
+        preprocess(compose_config("preprocess", [*overrides, f"paths.cache_dir={tmp_path / 'a'}"]))
     report = json.loads((tmp_path / "a/alice/sources/late/quality.json").read_text())
     assert abs(report["av_offset_frames"] - 7.5) <= 1.0 and report["av_follows_mouth"]
     assert report["av_offset_applied_frames"] == 0.0  # reported, not applied unless asked
 
-    cfg = preprocess_config(
-        [*overrides, f"paths.cache_dir={tmp_path / 'b'}", "preprocess.av_offset=auto"]
+    cfg = compose_config(
+        "preprocess", [*overrides, f"paths.cache_dir={tmp_path / 'b'}", "preprocess.av_offset=auto"]
     )
     preprocess(cfg)
     corrected = json.loads((tmp_path / "b/alice/sources/late/quality.json").read_text())

@@ -101,3 +101,21 @@ def test_every_entry_module_resolves_its_run_folder(name, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"{tmp_path}/{name}/" in result.stdout
+
+
+def test_one_resolve_device_for_every_command(monkeypatch):
+    import torch
+
+    from casync.runtime import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
+    with pytest.raises(ValueError, match="device=cuda:1 but no CUDA GPU is visible"):
+        resolve_device("cuda:1")
+    with pytest.raises(ValueError, match="device='gpu0': use auto, cpu, cuda or cuda:N"):
+        resolve_device("gpu0")
+
+
+def test_preprocessing_names_its_audio_floor_apart_from_the_silence_threshold(compose):
+    cfg = compose("preprocess", ENTRY["preprocess"])
+    assert cfg.preprocess.min_audio_dbfs == -60.0 and "silence_dbfs" not in cfg.preprocess

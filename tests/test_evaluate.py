@@ -10,15 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from conftest import compose_config
 from omegaconf import DictConfig
 
 import casync.evaluate as evaluate_module
 from casync.audio.frontend import MissingWeightsError
 from casync.data.cache import CacheError, open_cache
 from casync.data.split import split_ranges
-from casync.evaluate import CONFIG_DIR, evaluate
+from casync.evaluate import evaluate
 from casync.evaluation.runner import composite, held_out_range
 from casync.model import CASyncNet
 from casync.training.checkpoint import CheckpointError, LoadedGenerator, save_generator_checkpoint
@@ -28,9 +27,7 @@ TINY = {"width_multiplier": 0.25, "audio_feature_dim": 80, "audio_window": 10}
 
 
 def compose_evaluate(overrides: list[str]) -> DictConfig:
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose("evaluate", overrides=overrides)
+    return compose_config("evaluate", overrides)
 
 
 def eval_config(cache_root: Path, speaker: str, checkpoint: Path, out: Path, *extra: str):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from clips import sample_audio, sample_frames, write_clip
-from conftest import preprocess_config
+from conftest import compose_config
 from test_evaluate import eval_config
 from test_inference import MEL, TINY
 from test_training import compose_train, run_checkpointed, tiny_overrides
@@ -42,7 +42,7 @@ def two_source_run(sample_dir, tmp_path_factory):
         write_clip(work / "first.mp4", sample_frames(aoc, 60), audio=sample_audio(aoc, 2.4)),
         Path(shutil.copy(sample_dir / "video" / "grid_s_pwij3p.mpg", work / "second.mpg")),
     ]
-    cfg = preprocess_config(
+    cfg = compose_config("preprocess",
         [
             "speaker=aoc", "speaker.name=pair", "audio=mel", f"paths.cache_dir={work / 'cache'}",
             f"speaker.videos=[{clips[0]},{clips[1]}]", f"preprocess.fps={FPS}",

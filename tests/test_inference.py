@@ -14,11 +14,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from conftest import compose_config
 
+from casync.face import NoFaceError
 from casync.infer import infer, rename_audio_argument
-from casync.inference import NoFaceError, Synthesizer, ping_pong, prepare_source
+from casync.inference import Synthesizer, ping_pong, prepare_source
 from casync.media import MediaError
 from casync.media.audio import load_audio
 from casync.media.video import iter_frames
@@ -26,7 +26,6 @@ from casync.media.writer import OutputNotWritableError
 from casync.model import CASyncNet
 from casync.training.checkpoint import CheckpointError, save_generator_checkpoint
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 MEL = {"_target_": "casync.audio.MelFrontEnd", "n_mels": 80, "window": 10, "feature_dim": 80}
 TINY = {"audio_feature_dim": 80, "audio_window": 10, "width_multiplier": 0.25}
 SR = 16_000
@@ -156,10 +155,8 @@ def test_silence_holds_one_still_mouth(checkpoint, source, paths):
 
 # -- bad inputs ----------------------------------------------------------------------------------
 def infer_config(**values) -> object:
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        overrides = rename_audio_argument([f"{k}={v}" for k, v in values.items()])
-        return compose("infer", overrides=[*overrides, "progress=false"])
+    overrides = rename_audio_argument([f"{k}={v}" for k, v in values.items()])
+    return compose_config("infer", [*overrides, "progress=false"])
 
 
 @pytest.fixture
@@ -199,7 +196,7 @@ def test_video_without_a_face(good, tmp_path):
     with VideoWriter(wall, 25, 128, 96) as writer:
         for i in range(10):
             writer.write(np.full((96, 128, 3), 60 + i, np.uint8))
-    with pytest.raises(NoFaceError, match="no face found"):
+    with pytest.raises(NoFaceError, match=f"{wall}: no face found in any frame"):  # one type
         infer(infer_config(**{**good, "video": wall}))
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from clips import sample_audio, sample_frames, write_clip
-from conftest import preprocess_config
+from conftest import compose_config
 
 import casync.data.pipeline as pipeline
 from casync.audio import MelFrontEnd, frame_windows
@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 def run(cache: Path, videos: list[Path], speaker: str = "alice") -> dict:
     overrides = ["speaker=alice", f"speaker.name={speaker}", "audio=mel"]
     overrides += [f"paths.cache_dir={cache}", f"speaker.videos=[{','.join(map(str, videos))}]"]
-    return preprocess(preprocess_config(overrides))
+    return preprocess(compose_config("preprocess", overrides))
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -185,7 +185,7 @@ def bad_inputs(tmp: Path, sample_dir: Path) -> dict[str, tuple[Path, type, str]]
         "silent": (write_clip(tmp / "silent.mp4", frames, audio=np.zeros_like(audio)),
                    SilentAudioError, "silent"),
         "no face": (write_clip(tmp / "wall.mp4", [np.full((96, 96, 3), 100, np.uint8)] * 60,
-                               audio=audio), pipeline.NoFaceError, "face was found in only 0%"),
+                               audio=audio), pipeline.NoFaceError, "no face found in any frame"),
         "too short": (write_clip(tmp / "short.mp4", frames[:25], audio=audio[:16000]),
                       pipeline.TooShortError, "only 1.00 s"),
     }  # fmt: skip
@@ -290,7 +290,7 @@ def test_truncated_file_warns_or_is_refused(tmp_path, sample_dir):
     overrides = ["speaker=alice", "audio=mel", f"paths.cache_dir={tmp_path / 'refused'}"]
     overrides += [f"speaker.videos=[{cut}]", "preprocess.on_truncated=refuse"]
     with pytest.raises(TruncatedError, match="probably truncated"):
-        preprocess(preprocess_config(overrides))
+        preprocess(compose_config("preprocess", overrides))
 
 
 def test_a_second_preprocess_of_the_same_speaker_is_refused_while_one_runs(tmp_path, sample_dir):

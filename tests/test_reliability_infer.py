@@ -25,9 +25,10 @@ from clips import sample_audio, sample_frames, write_clip
 from test_inference import MEL, TINY, infer_config, write_checkpoint
 
 from casync.atomic import DiskFullError, atomic_write_text, remove_stale_temps
+from casync.hashing import sha256_file
 from casync.infer import infer
 from casync.inference import Synthesizer, prepare_source
-from casync.inference.source import _cache_file, display_matrix, file_hash
+from casync.inference.source import _cache_file, display_matrix
 from casync.media import MediaFileNotFoundError
 from casync.media.writer import OutputNotWritableError, VideoWriter
 from casync.model import CASyncNet
@@ -227,7 +228,7 @@ def test_sigterm_during_infer_leaves_no_temp(checkpoint, sample_dir, tmp_path):
 
 
 def test_unreadable_track_cache_is_rebuilt_with_a_warning(short_clip, tmp_path, caplog):
-    entry = _cache_file(tmp_path, file_hash(short_clip), *SETTINGS)
+    entry = _cache_file(tmp_path, sha256_file(short_clip), *SETTINGS)
     fresh = prepare_source(short_clip, *SETTINGS, track_cache_dir=tmp_path)
     good = entry.read_bytes()
     for junk in (b"not a zip at all", good[: len(good) // 2]):  # garbage, truncated npz

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from conftest import compose_config
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, open_dict
@@ -48,9 +47,7 @@ def tiny_overrides(cache_root: Path, speaker: str, out: Path) -> list[str]:
 
 
 def compose_train(overrides: list[str]) -> DictConfig:
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose("train", overrides=overrides)
+    return compose_config("train", overrides)
 
 
 @pytest.fixture
@@ -106,9 +103,7 @@ def test_audio_and_hparams_search_options_compose(aoc_cache, tmp_path):
     for option in group_options("audio"):
         cfg = compose_train([*tiny_overrides(root, speaker, tmp_path), f"audio={option}"])
         assert cfg.model.audio_feature_dim == cfg.audio.feature_dim
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=["hparams_search=optuna"], return_hydra_config=True)
+    cfg = compose_config("train", ["speaker.name=aoc", "hparams_search=optuna"], hydra=True)
     assert "optim.lr" in cfg.hydra.sweeper.params
     assert cfg.trainer.devices == 1  # sweeps are single-device trials
 

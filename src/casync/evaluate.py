@@ -13,7 +13,8 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-import casync.run_dir  # noqa: F401  (registers the resolver hydra.run.dir uses)
+import casync.run_dir  # noqa: F401  (registers the resolvers hydra.run.dir uses)
+from casync.audio.frontend import SAMPLE_RATE
 from casync.data.cache import CacheError, open_cache
 from casync.evaluation import (
     SYNCNET_MISSING_MESSAGE,
@@ -37,17 +38,12 @@ from casync.evaluation.runner import (
     held_out_range,
     still_mouth_crop,
 )
+from casync.runtime import resolve_device
 from casync.training.checkpoint import CheckpointError, load_generator, read_checkpoint
 
 log = logging.getLogger(__name__)
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 DEFAULT_VAL_FRACTION = 0.25  # CASyncDataModule's default
-
-
-def resolve_device(name: str) -> str:
-    import torch
-
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
 
 
 def training_val_fraction(checkpoint: str) -> float | None:
@@ -97,7 +93,9 @@ def lse_scores(syncnet, held: HeldOut, frames: np.ndarray) -> dict[str, float]:
     scores, start = [], 0
     for source, t0, t1 in held.time_ranges():
         n = round((t1 - t0) * held.fps)
-        waveform = load_audio(source.info["path"])[round(t0 * 16_000) : round(t1 * 16_000)]
+        waveform = load_audio(source.info["path"])[
+            round(t0 * SAMPLE_RATE) : round(t1 * SAMPLE_RATE)
+        ]
         scores.append((n, lse(syncnet, frames[start : start + n], waveform, held.fps)))
         start += n
     total = sum(n for n, _ in scores)

@@ -18,17 +18,11 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+import casync.run_dir  # noqa: F401  (registers the resolvers hydra.run.dir uses)
+
 log = logging.getLogger(__name__)
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 REQUIRED = ("checkpoint", "video", "driving_audio", "output")
-
-
-def resolve_device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
 
 
 def infer(cfg: DictConfig) -> dict:
@@ -39,6 +33,7 @@ def infer(cfg: DictConfig) -> dict:
     (all ValueErrors) with a message naming the bad input; DiskFullError naming the file."""
     from casync.inference import Synthesizer
     from casync.media.writer import check_writable
+    from casync.runtime import resolve_device
     from casync.training.checkpoint import load_generator
 
     missing = [k.replace("driving_", "") for k in REQUIRED if OmegaConf.is_missing(cfg, k)]

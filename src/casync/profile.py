@@ -12,7 +12,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+import casync.run_dir  # noqa: F401  (registers the resolvers hydra.run.dir uses)
 from casync.model.complexity import model_complexity
+from casync.runtime import resolve_device
 from casync.train import CONFIG_DIR
 
 # The paper's efficiency table: (params in millions, GMACs per frame; the table calls them GFLOPs).
@@ -23,12 +25,6 @@ PAPER_TABLE = {
     "MuseTalk": (946.9, 548.4),
     "LatentSync": (1360.0, 6230.0),
 }
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 @torch.inference_mode()
@@ -89,7 +85,7 @@ def profile(cfg: DictConfig) -> dict:
     """Measure the configured model; print tables; write JSON (if `output`) and the figure."""
     model = instantiate(cfg.model)
     measured = model_complexity(model, model.example_inputs(1))
-    device = resolve_device(cfg.device)
+    device = torch.device(resolve_device(cfg.device))
     batch = cfg.batch_size
     fps = measure_throughput(model, batch, cfg.throughput.seconds, device)
     measured["throughput"] = {"device": str(device), "batch_size": batch, "frames_per_s": fps}

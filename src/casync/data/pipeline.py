@@ -32,6 +32,7 @@ from casync.data.cache import (
 from casync.data.source_checks import TooShortError, check_complete, check_source
 from casync.face import cut_crop, region_mask, track_video
 from casync.face.track import NoFaceError, TrackResult
+from casync.hashing import sha256_file
 from casync.media.audio import SILENCE_DBFS, frame_levels_dbfs, level_dbfs
 
 
@@ -43,7 +44,7 @@ class PipelineSettings:
     smoothing: float = 1.5  # Gaussian sigma (frames) of the crop-box smoothing
     min_duration_s: float = 2.0
     min_face_fraction: float = 0.5
-    silence_dbfs: float = -60.0
+    min_audio_dbfs: float = -60.0  # a soundtrack quieter than this overall is refused
     on_truncated: str = "warn"  # warn | refuse: decoded video well short of the stated duration
     av_offset: str | float = "none"  # none (estimate, report) | auto (apply it) | frames to apply
     on_unsynced: str = "warn"  # warn | refuse: audio that follows the mouth at no lag
@@ -52,14 +53,6 @@ class PipelineSettings:
         if self.on_truncated not in ("warn", "refuse"):
             raise ValueError(f"preprocess.on_truncated={self.on_truncated!r}: use warn or refuse")
         av_offset.check_setting(self.av_offset, self.on_unsynced)
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def source_ids(paths: list[Path]) -> list[str]:

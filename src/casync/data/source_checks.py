@@ -42,10 +42,11 @@ def check_source(path: Path, settings: PipelineSettings) -> tuple[VideoInfo, np.
             "Give a longer clip (1-5 minutes of the speaker is typical).",
         )
     audio = load_audio(path, settings.sample_rate)
-    if level_dbfs(audio) < settings.silence_dbfs:
+    if level_dbfs(audio) < settings.min_audio_dbfs:
         raise SilentAudioError(
             path,
-            f"the audio is silent (level {level_dbfs(audio):.1f} dBFS < {settings.silence_dbfs})",
+            f"the audio is silent (level {level_dbfs(audio):.1f} dBFS < "
+            f"preprocess.min_audio_dbfs={settings.min_audio_dbfs})",
             "Check that the soundtrack carries the speaker's voice.",
         )
     return info, audio

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from casync.audio.frontend import MissingWeightsError
+from casync.audio.frontend import SAMPLE_RATE, MissingWeightsError  # SyncNet also takes 16 kHz
 
 SYNCNET_MISSING_MESSAGE = (
     "LSE-C/LSE-D need a SyncNet expert: set evaluate.syncnet_checkpoint=/path/to/"
@@ -28,7 +28,6 @@ SYNCNET_MISSING_MESSAGE = (
 WINDOW_FRAMES = 5  # video frames per SyncNet window (0.2 s at 25 fps)
 MEL_STEPS = 16  # mel frames per window (80 Hz mel: 0.2 s)
 MEL_RATE = 80.0  # Wav2Lip mel frames per second (hop 200 at 16 kHz)
-SAMPLE_RATE = 16_000
 
 
 class ConvBlock(nn.Module):

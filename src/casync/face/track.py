@@ -31,7 +31,13 @@ GAP_BUFFER_BYTES = 256 << 20
 
 
 class NoFaceError(MediaError):
-    """No (or too few) frames of a video show a detectable face."""
+    """No (or too few) frames of a video show a detectable face (preprocessing and inference)."""
+
+
+NO_FACE_FIX = (
+    "Use footage where the speaker's face is visible, roughly frontal and at least ~100 px wide "
+    "most of the time."
+)
 
 
 @dataclass
@@ -118,8 +124,6 @@ class _FixedLagSmoother:
         return self._ready(final=False)
 
     def finish(self) -> list[np.ndarray]:
-        if self.resolved == 0:
-            raise ValueError("no frame has a face")
         self._hold(len(self.raw))
         return self._ready(final=True)
 
@@ -158,12 +162,13 @@ def track_frames(
     total: int | None = None,
     desc: str = "landmarks",
     on_frame: Callable[[np.ndarray, np.ndarray], None] | None = None,
+    source: str | Path = "the frames",
 ) -> TrackResult:
     """Run the face mesh over `frames` (consumed once) and build smoothed crop transforms.
 
     With `on_frame`, every frame is handed back in order with its final (2, 3) transform, a few
-    frames behind the mesh. Raises ValueError if no frame has a face (`track_video`: NoFaceError
-    naming the file)."""
+    frames behind the mesh. Raises NoFaceError naming `source` (the video's path) if no frame
+    has a face."""
     smoother = _FixedLagSmoother(smoothing)
     landmarks, found, waiting, params = [], [], deque(), []
     frame_size, max_gap, fallback = (0, 0), 1, np.zeros(4)
@@ -189,6 +194,8 @@ def track_frames(
             waiting.append(frame if on_frame is not None else None)
             box = None if points is None else crop_params(points)
             hand_out(smoother.push(box, max_gap, fallback))
+    if not any(found):
+        raise NoFaceError(source, "no face found in any frame", NO_FACE_FIX)
     hand_out(smoother.finish())
     params_array = np.array(params).reshape(-1, 4)
     return TrackResult(
@@ -217,13 +224,4 @@ def track_video(
     info = probe_video(path)
     total = round(info.duration_s * fps) or None
     frames = prefetch(iter_frames(path, fps))
-    try:
-        return track_frames(frames, crop_size, smoothing, total=total, on_frame=on_frame)
-    except ValueError as error:
-        if isinstance(error, MediaError):
-            raise
-        raise NoFaceError(
-            path,
-            "a face was found in only 0% of the frames",
-            "Use footage where the speaker's face is visible and frontal most of the time.",
-        ) from error
+    return track_frames(frames, crop_size, smoothing, total, on_frame=on_frame, source=path)

@@ -1,8 +1,9 @@
 """Inference: `Synthesizer` (batch MP4 + streaming), seamless blending, ONNX export."""
 
+from casync.face import NoFaceError  # re-exported: one error for preprocessing and inference
 from casync.inference.blend import Blender
 from casync.inference.schedule import ping_pong
-from casync.inference.source import NoFaceError, SourceVideo, prepare_source
+from casync.inference.source import SourceVideo, prepare_source
 from casync.inference.synthesizer import RenderedFrame, Synthesizer
 
 __all__ = [

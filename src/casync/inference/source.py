@@ -9,7 +9,6 @@ changes the crops (fps, crop size, smoothing). An unreadable cache entry is rebu
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
 import zipfile
@@ -24,15 +23,12 @@ from casync.atomic import atomic_path
 from casync.data.reference import closed_mouth_frame
 from casync.face import cut_crop, track_frames
 from casync.face.track import TrackResult
+from casync.hashing import sha256_file
 from casync.inference.frame_store import FrameStore
 from casync.media.video import iter_frames, open_media, prefetch, probe_video
 
 log = logging.getLogger(__name__)
 TRACK_CACHE_VERSION = 2  # 2: smoothing in the key; reference crop, display matrix, hash stored
-
-
-class NoFaceError(ValueError):
-    """The source video shows no face the tracker can find."""
 
 
 @dataclass
@@ -70,14 +66,6 @@ def _take(frames: Iterator[np.ndarray], count: int) -> Iterator[np.ndarray]:
             break
         yield frame
     frames.close()
-
-
-def file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def display_matrix(path: Path) -> tuple[int, ...] | None:
@@ -138,10 +126,10 @@ def prepare_source(
     frames are decoded and kept only when `keep_frames` exceeds the video (ping-pong) or is
     None (streaming).
 
-    Raises a `MediaError` for an unreadable video and `NoFaceError` when no frame has a face."""
+    Raises a `MediaError` for an unreadable video, `casync.face.NoFaceError` when no frame has a face."""
     path = Path(path)
     probe_video(path)  # fail early with the media layer's clear message
-    digest = file_hash(path)
+    digest = sha256_file(path)
     cache_file = None
     if track_cache_dir is not None:
         cache_file = _cache_file(Path(track_cache_dir), digest, fps, crop_size, smoothing)
@@ -167,15 +155,7 @@ def prepare_source(
                 store.append(frame)
             yield frame
 
-    try:
-        track = track_frames(decoded(), crop_size, smoothing, desc="tracking face")
-    except ValueError as error:
-        if "no frame has a face" not in str(error):
-            raise
-        raise NoFaceError(
-            f"{path}: no face found in any frame. Give a video in which the speaker's face is "
-            "visible, roughly frontal and at least ~100 px wide."
-        ) from error
+    track = track_frames(decoded(), crop_size, smoothing, desc="tracking face", source=path)
     frame = _reference_frame(path, track)
     source = SourceVideo(
         path, fps, track, track.transforms, track.face_found, track.frame_size, digest,
