@@ -103,17 +103,18 @@ def model_rows(device: torch.device, seconds: float, rounds: int, work: Path) ->
         for row in rows:
             row["fps"].append(throughput(row["net"], row["inputs"], row["batch"], seconds, device))
     fp32 = {(r["model"], r["batch"]): r["fps"] for r in rows if r["precision"] == "fp32"}
+    peer = {(r["precision"], r["batch"]): r["fps"] for r in rows if r["model"] == WAV2LIP}
     for row in rows:
         # Paired: each round's ratio uses the peer measured seconds apart, so load that changes
         # between rounds (other jobs on a shared machine) cancels out.
-        base = next(r["fps"] for r in rows if r["model"] == WAV2LIP and r["batch"] == row["batch"]
-                    and r["precision"] == row["precision"])  # fmt: skip
+        base = peer[(row["precision"], row["batch"])]
         ratios = [fps / b for fps, b in zip(row["fps"], base, strict=True)]
         row["ratio"], row["ratio_range"] = statistics.median(ratios), (min(ratios), max(ratios))
         own = fp32[(row["model"], row["batch"])]
         row["vs_fp32"] = statistics.median(f / b for f, b in zip(row["fps"], own, strict=True))
-        row["fps"] = statistics.median(row["fps"])
         del row["net"], row["inputs"]
+    for row in rows:  # after every ratio: the rounds' figures are shared by the rows above
+        row["fps"] = statistics.median(row["fps"])
     return rows
 
 
@@ -165,6 +166,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="audio length for the paper-size end-to-end run")  # fmt: skip
     args = parser.parse_args(argv)
     device = torch.device(args.device)
+    args.threads = torch.get_num_threads()  # before the Whisper front end sets it to its own
     load_before = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="casync-int8-"))
     rows = model_rows(device, args.seconds, args.rounds, work)
@@ -182,7 +184,7 @@ def write_report(args, device, rows, runs, streams, load_before, load_after) -> 
     hardware = (
         torch.cuda.get_device_name(device)
         if device.type == "cuda"
-        else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+        else f"{platform.processor() or platform.machine()}, {args.threads} threads"
     )
     lines = [
         "# Inference speed",
