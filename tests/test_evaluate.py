@@ -13,7 +13,7 @@ import torch
 from conftest import compose_config
 from omegaconf import DictConfig
 
-import casync.evaluate as evaluate_module
+import casync.evaluation.scoring as evaluate_module
 from casync.audio.frontend import MissingWeightsError
 from casync.data.cache import CacheError, open_cache
 from casync.data.split import split_ranges

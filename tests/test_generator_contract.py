@@ -110,6 +110,37 @@ def test_an_unknown_video_gets_its_own_closed_mouth_frame(two_source_run, sample
     np.testing.assert_array_equal(crop, cut_crop(video.frames[frame], video.transforms[frame]))
 
 
+class ReferenceNet(torch.nn.Module):
+    """Generates its reference input: which reference each frame got is visible in the output."""
+
+    def forward(self, masked, mask, audio, reference):
+        return reference
+
+
+def test_evaluation_generates_each_source_with_its_own_shipped_reference(two_source_run):
+    """Evaluation feeds each held-out source the reference inference uses for that video, not
+    the first source's for all (the checkpoint ships one per source)."""
+    from casync.evaluation.runner import HeldOutGenerator, held_out_range, source_references
+
+    root, speaker, _, last = two_source_run
+    generator, cache = load_generator(last), open_cache(root, speaker)
+    held = held_out_range(cache, 0.25)
+    references, used = source_references(generator, held)
+    assert used == ["the checkpoint's"] * 2
+    sources = held.source_index()
+    generate = HeldOutGenerator(ReferenceNet(), references, sources)
+    real, masks = held.crops(), held.masks()
+    out = generate(real, masks, held.windows(0))
+    inside = masks.astype(bool)
+    for index, source in enumerate(held.sources):
+        shipped = generator.reference_for(source.info["sha256"]).crop
+        frames = sources == index
+        assert frames.any()
+        expected = np.broadcast_to(shipped, real[frames].shape)
+        np.testing.assert_array_equal(out[frames][inside[frames]], expected[inside[frames]])
+    assert not np.array_equal(references[0], references[1])
+
+
 def test_a_format_1_checkpoint_with_one_reference_still_loads(two_source_run, tmp_path):
     _, _, clips, _ = two_source_run
     path = tmp_path / "old.ckpt"

@@ -1,7 +1,7 @@
-"""`python -m casync.evaluate checkpoint=run.ckpt speaker=<name>`: compose conf/evaluate.yaml, then
-`evaluate(cfg)`, which scores the checkpoint on the speaker's held-out range beside a still-mouth
-baseline and the real frames, runs the audio-shift sync check, and writes metrics.json,
-metrics.md and mouth_opening.png to `paths.output_dir`."""
+"""`python -m casync.evaluate checkpoint=run.ckpt speaker.name=<name>`: compose
+conf/evaluate.yaml, then `casync.evaluation.scoring.evaluate(cfg)`, which scores the checkpoint
+on the speaker's held-out range and writes metrics.json, metrics.md and mouth_opening.png to
+`paths.output_dir`."""
 
 from __future__ import annotations
 
@@ -10,223 +10,16 @@ import sys
 from pathlib import Path
 
 import hydra
-import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 import casync.run_dir  # noqa: F401  (registers the resolvers hydra.run.dir uses)
-from casync.audio.frontend import SAMPLE_RATE
-from casync.data.cache import CacheError, open_cache
-from casync.evaluation import (
-    SYNCNET_MISSING_MESSAGE,
-    LipLandmarkExtractor,
-    LPIPSMetric,
-    landmark_metrics,
-    load_syncnet,
-    lse,
-    method_metrics,
-    mouth_box,
-    mouth_opening,
-    plot_mouth_opening,
-    shift_check,
-    write_report,
-)
-from casync.evaluation.runner import (
-    HeldOut,
-    HeldOutGenerator,
-    check_front_end,
-    composite,
-    held_out_range,
-    still_mouth_crop,
-)
-from casync.runtime import resolve_device
-from casync.training.checkpoint import CheckpointError, load_generator, read_checkpoint
+from casync.data.cache import CacheError
+from casync.evaluation.scoring import evaluate
+from casync.training.checkpoint import CheckpointError
 
+__all__ = ["evaluate", "main"]
 log = logging.getLogger(__name__)
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
-DEFAULT_VAL_FRACTION = 0.25  # CASyncDataModule's default
-
-
-def training_val_fraction(checkpoint: str) -> float | None:
-    """The `data.val_fraction` the checkpoint's run held out (Lightning stores the datamodule's
-    hyperparameters), or None when the checkpoint does not say (a hand-made one)."""
-    data = read_checkpoint(checkpoint).get("datamodule_hyper_parameters") or {}
-    return float(data["val_fraction"]) if "val_fraction" in data else None
-
-
-def held_out_fraction(checkpoint: str, requested: float | None) -> float:
-    """`evaluate.val_fraction`, refused when it reaches into the frames the checkpoint trained
-    on (a larger fraction than its run held out would score training frames as held out)."""
-    trained = training_val_fraction(checkpoint)
-    if requested is None:
-        return trained if trained is not None else DEFAULT_VAL_FRACTION
-    if trained is not None and float(requested) > trained + 1e-9:
-        raise ValueError(
-            f"evaluate.val_fraction={requested} is larger than the {trained} checkpoint "
-            f"'{checkpoint}' held out in training: frames it trained on would be scored as held "
-            f"out. Use evaluate.val_fraction<={trained} (or null: the checkpoint's own)"
-        )
-    return float(requested)
-
-
-def build_lpips(cfg: DictConfig, device: str) -> LPIPSMetric | None:
-    if cfg.metrics.lpips in (None, "none"):
-        return None
-    return LPIPSMetric(
-        cfg.metrics.lpips, cfg.metrics.lpips_weights, cfg.evaluate.allow_random_backbone, device
-    )
-
-
-def require_source_audio(held: HeldOut) -> None:
-    """LSE needs the waveform, which the cache does not keep: the source files must still exist."""
-    missing = [s.info["path"] for s in held.sources if not Path(s.info["path"]).is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"LSE needs the held-out audio from the speaker's source videos, and {missing} no "
-            "longer exist(s): restore them, or drop evaluate.syncnet_checkpoint"
-        )
-
-
-def lse_scores(syncnet, held: HeldOut, frames: np.ndarray) -> dict[str, float]:
-    """LSE-D/LSE-C of `frames` against the held-out audio, frame-weighted over sources."""
-    from casync.media.audio import load_audio
-
-    scores, start = [], 0
-    for source, t0, t1 in held.time_ranges():
-        n = round((t1 - t0) * held.fps)
-        waveform = load_audio(source.info["path"])[
-            round(t0 * SAMPLE_RATE) : round(t1 * SAMPLE_RATE)
-        ]
-        scores.append((n, lse(syncnet, frames[start : start + n], waveform, held.fps)))
-        start += n
-    total = sum(n for n, _ in scores)
-    return {k: sum(n * s[k] for n, s in scores) / total for k in ("lse_d", "lse_c")}
-
-
-def evaluate(cfg: DictConfig) -> dict:
-    """Score `cfg.checkpoint` on `cfg.speaker`'s held-out range; returns the results dict that
-    `casync.evaluation.write_report` writes (methods, shift_check, verdict, notes, paths)."""
-    options = cfg.evaluate
-    if OmegaConf.is_missing(cfg, "checkpoint"):
-        raise ValueError("missing checkpoint: python -m casync.evaluate checkpoint=run.ckpt ...")
-    checkpoint = str(cfg.checkpoint)
-    generator = load_generator(checkpoint)
-    cache = open_cache(cfg.paths.cache_dir, str(cfg.speaker.name))
-    check_front_end(generator, cache, checkpoint)
-    val_fraction = held_out_fraction(checkpoint, options.val_fraction)
-    held = held_out_range(cache, val_fraction)
-    device = resolve_device(cfg.device)
-    lpips_metric = build_lpips(cfg, device)  # fail on missing weights before the work
-    syncnet = None
-    if options.syncnet_checkpoint:
-        syncnet = load_syncnet(options.syncnet_checkpoint, device)
-        require_source_audio(held)
-    out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-
-    real, masks = held.crops(), held.masks()
-    still = still_mouth_crop(held)
-    reference = generator.reference if generator.reference is not None else still
-    generate = HeldOutGenerator(generator.net, reference, device, cfg.batch_size, cfg.progress)
-    frames = {
-        "casync": generate(real, masks, held.windows(0), "generate (aligned audio)"),
-        "still_mouth": composite(real, still[None], masks),
-        "real": real,
-    }
-    with LipLandmarkExtractor(**options.landmarks) as extractor:
-        lips = {name: extractor(f, progress=cfg.progress) for name, f in frames.items()}
-
-        shifted: dict[int, np.ndarray] = {0: lips["casync"].points}
-
-        def shifted_lips(shift: int) -> np.ndarray:
-            if shift not in shifted:
-                crops = generate(real, masks, held.windows(shift), f"generate (shift {shift:+d})")
-                shifted[shift] = extractor(crops, progress=cfg.progress).points
-            return shifted[shift]
-
-        # Sync is scored where there is speech: in silence the real mouth rests or breathes as it
-        # likes, and the product holds a still mouth. All frames are reported beside it.
-        speech = held.speech(cfg.silence_dbfs)
-        real_points, shifts_s = lips["real"].points, list(options.shifts_s)
-        has_audio = held.has_shifted_audio
-        check = shift_check(shifted_lips, real_points, held.fps, shifts_s, frames=speech,
-                            has_audio=has_audio)  # fmt: skip
-        check_all = shift_check(shifted_lips, real_points, held.fps, shifts_s, has_audio=has_audio)
-
-    floor = landmark_metrics(lips["real"], held.tracked_lips())
-    box = mouth_box(masks)
-    methods = {
-        name: method_metrics(frames[name], real, lips[name], lips["real"], box, lpips_metric)
-        for name in frames
-    }
-    if syncnet is not None:
-        for name in methods:
-            methods[name] |= lse_scores(syncnet, held, frames[name])
-    plot = plot_mouth_opening(
-        mouth_opening(lips["casync"].points),
-        mouth_opening(lips["real"].points),
-        out / "mouth_opening.png",
-        held.frame_times(),
-    )
-    results = {
-        "checkpoint": checkpoint,
-        "speaker": cache.speaker,
-        "held_out": {
-            "frames": len(held),
-            "val_fraction": float(val_fraction),
-            "ranges_s": [[s.id, t0, t1] for s, t0, t1 in held.time_ranges()],
-        },
-        "methods": methods,
-        "landmark_floor": {k: floor[k] for k in ("lmd", "opening_corr", "landmark_frames")},
-        "shift_check": check.to_dict(),
-        "shift_check_all_frames": check_all.to_dict(),
-        "lpips_label": None if lpips_metric is None else lpips_metric.label,
-        "lse_message": None if syncnet is not None else SYNCNET_MISSING_MESSAGE,
-        "verdict": verdict(methods, check),
-        "notes": notes(held, lpips_metric, methods, check, floor),
-        "files": {
-            "json": str(out / "metrics.json"),
-            "markdown": str(out / "metrics.md"),
-            "plot": str(plot),
-        },
-    }
-    write_report(results, out / "metrics.json", out / "metrics.md")
-    return results
-
-
-def verdict(methods: dict, check) -> dict[str, bool]:
-    """The two claims the demo makes, and the library's stricter sync verdict."""
-    gen, still = methods["casync"]["lmd"], methods["still_mouth"]["lmd"]
-    return {
-        "beats_still_mouth_lmd": bool(np.isfinite(gen) and np.isfinite(still) and gen < still),
-        "positive_shift_margin": bool(check.lmd_margin > 0 and check.correlation_margin > 0),
-        "follows_audio": bool(check.follows_audio),
-    }
-
-
-def notes(held: HeldOut, lpips_metric, methods: dict, check, floor: dict) -> list[str]:
-    ranges = ", ".join(f"{s.id} {t0:.2f}-{t1:.2f} s" for s, t0, t1 in held.time_ranges())
-    lines = [
-        f"Held-out range: {len(held)} frames ({ranges}), driven by its own audio.",
-        "Generated mouths are pasted into the real crops with the regenerate mask (as inference "
-        "does), so pixels outside the mask are real for every method; 'mouth' = the mask's box.",
-        "Still-mouth baseline: the real crop with its mask region taken from one closed-mouth "
-        "frame of the training range. Real frames: the real crop against itself.",
-        f"For scale: on the same real frames, lips detected on the crops and the preprocessing "
-        f"tracker's (full frames) differ by LMD {floor['lmd']:.3f} px, opening corr "
-        f"{floor['opening_corr']:.3f} (landmark measurement noise).",
-    ]
-    if lpips_metric is None:
-        lines.append("LPIPS not computed (metrics.lpips=none).")
-    missing = {k: int(v.get("no_face_gen", 0)) for k, v in methods.items() if v.get("no_face_gen")}
-    if missing:
-        lines.append(f"Frames where no lips were found (skipped by LMD): {missing}.")
-    d = verdict(methods, check)
-    lines.append(
-        f"CASync LMD {methods['casync']['lmd']:.3f} px vs still mouth "
-        f"{methods['still_mouth']['lmd']:.3f} px: "
-        + ("beats the still-mouth baseline." if d["beats_still_mouth_lmd"] else "does NOT beat it.")
-    )
-    return lines
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")

@@ -2,8 +2,8 @@
 
 The held-out range of each source is the one training validates on (`split_ranges`: its last
 `val_fraction`). Each frame is generated as inference generates it: the masked real crop, the
-mask, the frame's own audio window (or a shifted one, for the sync check) and the checkpoint's
-fixed reference crop. The generated mouth region is pasted into the real crop with the hard mask,
+mask, the frame's own audio window (or a shifted one, for the sync check) and the reference
+inference would use for that frame's source (`source_references`). The generated mouth region is pasted into the real crop with the hard mask,
 so every method is scored on the same pixels outside the mask (the real ones).
 """
 
@@ -16,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 from casync.data.cache import SourceCache, SpeakerCache
+from casync.data.reference import closed_mouth_frame
 from casync.data.split import split_ranges
 from casync.evaluation.lip_landmarks import LIP_INDICES, LipLandmarks
 from casync.evaluation.sync import shift_windows
@@ -23,7 +24,6 @@ from casync.face import transform_points
 from casync.media.audio import SILENCE_DBFS
 from casync.model import CASyncNet
 from casync.training.checkpoint import CheckpointError, LoadedGenerator
-from casync.training.reference import choose_reference_crop
 
 # Keys of the front end's config that must agree between a checkpoint and a cache.
 FRONT_END_KEYS = ("feature_dim", "window", "n_mels", "n_fft", "layer")
@@ -54,9 +54,8 @@ def check_front_end(generator: LoadedGenerator, cache: SpeakerCache, checkpoint:
 
 @dataclass
 class HeldOut:
-    """The held-out frames of every source of one speaker, concatenated in source order.
-
-    `sources` and `split()` mirror `CASyncDataModule`, so `choose_reference_crop` works on it."""
+    """The held-out frames of every source of one speaker, concatenated in source order
+    (`sources` and `split()` mirror `CASyncDataModule`)."""
 
     sources: list[SourceCache]
     train: list[range]
@@ -83,6 +82,16 @@ class HeldOut:
     def masks(self) -> np.ndarray:
         """(N, S, S) uint8, 1 = the region the network regenerates."""
         return self._gather("masks")
+
+    def source_index(self) -> np.ndarray:
+        """(N,) int: the index in `sources` of each held-out frame's source."""
+        return np.concatenate([np.full(len(f), i) for i, f in enumerate(self.val)])
+
+    def closed_mouth_crops(self) -> np.ndarray:
+        """(K, S, S, 3) uint8: each source's closed-mouth training frame, the reference
+        `data.reference=closed_mouth` trains that source with."""
+        pairs = zip(self.sources, self.train, strict=True)
+        return np.stack([np.array(s.crops[closed_mouth_frame(s, r)]) for s, r in pairs])
 
     def windows(self, shift: int = 0) -> np.ndarray:
         """(N, W, D) float32 audio windows, delayed by `shift` frames (positive = audio late).
@@ -151,12 +160,17 @@ def held_out_range(cache: SpeakerCache, val_fraction: float) -> HeldOut:
     return held
 
 
-def still_mouth_crop(held: HeldOut) -> np.ndarray:
-    """(S, S, 3) uint8: the training-range frame with the most closed mouth (first source)."""
-    crop = choose_reference_crop(held)
-    if crop is None:
-        raise ValueError("the cache has no sources to take a still-mouth frame from")
-    return crop
+def source_references(generator: LoadedGenerator, held: HeldOut) -> tuple[np.ndarray, list[str]]:
+    """Per source, the reference inference uses for that video (`LoadedGenerator.reference_for`
+    its content hash: the checkpoint's reference of that training source), else the source's
+    own closed-mouth training frame -> ((K, S, S, 3) uint8, what each one is)."""
+    own = held.closed_mouth_crops()
+    crops, used = [], []
+    for source, crop in zip(held.sources, own, strict=True):
+        shipped = generator.reference_for(source.info["sha256"])
+        crops.append(crop if shipped is None else shipped.crop)
+        used.append("its closed-mouth training frame" if shipped is None else "the checkpoint's")
+    return np.stack(crops), used
 
 
 def composite(real: np.ndarray, generated: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -167,20 +181,24 @@ def composite(real: np.ndarray, generated: np.ndarray, masks: np.ndarray) -> np.
 
 
 class HeldOutGenerator:
-    """Batched generation of held-out frames with a fixed reference crop."""
+    """Batched generation of held-out frames, each with its source's reference crop."""
 
     def __init__(
         self,
         net: CASyncNet,
-        reference: np.ndarray,
+        references: np.ndarray,
+        source_index: np.ndarray,
         device: str = "cpu",
         batch_size: int = 16,
         progress: bool = False,
     ) -> None:
+        """`references` (K, S, S, 3) uint8, one per source; `source_index` (N,) picks each
+        frame's (`HeldOut.source_index`)."""
         self.device = torch.device(device)
         self.net = net.eval().to(self.device)
-        ref = torch.from_numpy(np.ascontiguousarray(reference)).permute(2, 0, 1)[None]
-        self.reference = (ref.float() / 255.0).to(self.device)  # (1, 3, S, S)
+        refs = torch.from_numpy(np.ascontiguousarray(references)).permute(0, 3, 1, 2)
+        self.references = (refs.float() / 255.0).to(self.device)  # (K, 3, S, S)
+        self.source_index = torch.from_numpy(np.asarray(source_index)).long().to(self.device)
         self.batch_size, self.progress = batch_size, progress
 
     @torch.inference_mode()
@@ -188,7 +206,11 @@ class HeldOutGenerator:
         self, real: np.ndarray, masks: np.ndarray, windows: np.ndarray, desc: str = "generate"
     ) -> np.ndarray:
         """real (N, S, S, 3) uint8, masks (N, S, S), windows (N, W, D) -> (N, S, S, 3) uint8,
-        the generated mouth region pasted into the real crops."""
+        the generated mouth region pasted into the real crops (N: all held-out frames)."""
+        if len(real) != len(self.source_index):
+            raise ValueError(
+                f"{len(real)} frames, but references were given for {len(self.source_index)}"
+            )
         out = np.empty_like(real)
         starts = range(0, len(real), self.batch_size)
         for start in tqdm(starts, desc=desc, disable=not self.progress, leave=False):
@@ -197,7 +219,7 @@ class HeldOutGenerator:
             crops = crops.float() / 255.0  # (B, 3, S, S)
             mask = torch.from_numpy(masks[start:stop]).to(self.device).float()[:, None]
             audio = torch.from_numpy(windows[start:stop]).to(self.device)  # (B, W, D)
-            reference = self.reference.expand(len(crops), -1, -1, -1)
+            reference = self.references[self.source_index[start:stop]]  # (B, 3, S, S)
             generated = self.net(crops * (1 - mask), mask, audio, reference)  # (B, 3, S, S)
             pixels = (generated.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu()
             out[start:stop] = composite(real[start:stop], pixels.numpy(), masks[start:stop])
