@@ -36,7 +36,7 @@ def test_every_command_gets_the_shared_run_folder(compose, name, monkeypatch):
 
 def test_sweep_subfolders_name_the_speaker(compose):
     cfg = compose("train", ["speaker=aoc", "hydra.job.num=3"], hydra=True)
-    assert cfg.hydra.sweep.subdir == "aoc/3"
+    assert cfg.hydra.sweep.subdir == "3_aoc"
 
 
 def test_training_and_evaluation_share_one_lpips_setting(compose):

@@ -13,7 +13,7 @@ import torch
 
 from casync.data import CacheError, CASyncDataModule, open_cache, split_ranges
 from casync.data.reference import mouth_opening
-from casync.training.reference import choose_reference_crop
+from casync.training.checkpoint import generator_contract
 
 
 def test_split_is_contiguous_with_a_gap():
@@ -64,7 +64,7 @@ def test_closed_mouth_reference_is_the_one_inference_ships(aoc_cache):
     (frame,) = dm.closed_mouth_frames()
     opening = mouth_opening(np.asarray(source.landmarks[:140], dtype=np.float32))
     assert frame in range(140) and opening[frame] == opening.min()
-    shipped = choose_reference_crop(dm)
+    shipped = generator_contract(dm).references[0].crop  # what the checkpoint carries
     np.testing.assert_array_equal(shipped, source.crops[frame])
     expected = torch.from_numpy(shipped).permute(2, 0, 1).float() / 255
     for loader in (dm.train_dataloader(), dm.val_dataloader()):

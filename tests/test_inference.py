@@ -209,6 +209,7 @@ def test_unreadable_audio_and_unwritable_output(good, tmp_path):
         infer(infer_config(**{**good, "output": tmp_path / "missing" / "out.mp4"}))
 
 
+@pytest.mark.slow
 def test_cli_reports_a_bad_input_without_a_traceback(good, tmp_path):
     command = [
         sys.executable, "-m", "casync.infer", f"checkpoint={tmp_path / 'nope.ckpt'}",

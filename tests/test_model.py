@@ -83,6 +83,7 @@ def test_full_model_matches_paper_budget():
     )
 
 
+@pytest.mark.slow
 def test_profile_cli_writes_json_and_figure(tmp_path):
     out = tmp_path / "profile.json"
     figure = tmp_path / "fig.png"

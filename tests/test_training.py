@@ -3,6 +3,7 @@ fast_dev_run, overfitting, checkpoints (weights_only), exact resume, init_from, 
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ import torch
 from conftest import compose_config
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, open_dict
 
 from casync.train import CONFIG_DIR, build_system, train
@@ -83,10 +85,11 @@ def test_every_option_composes_and_instantiates(group, aoc_cache, tmp_path, monk
             assert isinstance(instantiate(cfg.trainer), __import__("lightning").Trainer), option
         if group == "logger":
             loggers = build_loggers(cfg.logger)
-            assert len(loggers) == len(cfg.logger), option
+            assert all(isinstance(lg, Logger) for lg in loggers), option
             finish_loggers(loggers)
         if group == "callbacks":
-            assert len([instantiate(c) for c in cfg.callbacks.values()]) == len(cfg.callbacks)
+            callbacks = [instantiate(c) for c in cfg.callbacks.values()]
+            assert all(isinstance(c, Callback) for c in callbacks), option
         if group in ("model", "experiment"):
             net = instantiate(cfg.model)
             assert net.audio_feature_dim == cfg.audio.feature_dim, option
@@ -140,7 +143,7 @@ def test_validation_lpips_needs_real_backbone_weights(cfg_train, tmp_path):
     torch.save(alexnet(weights=None).state_dict(), tmp_path / "alex.pth")
     cfg_train.metrics.lpips_weights = str(tmp_path / "alex.pth")
     cfg_train.trainer.fast_dev_run = True
-    assert train(cfg_train)["val/lpips"] >= 0
+    assert math.isfinite(train(cfg_train)["val/lpips"])  # logged with the loaded backbone
 
 
 def test_validation_lpips_error_names_the_training_keys(cfg_train, tmp_path, monkeypatch):
@@ -157,8 +160,7 @@ def test_validation_lpips_error_names_the_training_keys(cfg_train, tmp_path, mon
 def test_fast_dev_run(cfg_train):
     cfg_train.trainer.fast_dev_run = True
     metrics = train(cfg_train)
-    assert metrics["train/loss"] > 0
-    assert "val/psnr" in metrics
+    assert math.isfinite(metrics["train/loss"]) and math.isfinite(metrics["val/psnr"])
 
 
 def test_audio_front_end_mismatch_is_a_clear_error(cfg_train, tmp_path):
@@ -336,6 +338,7 @@ def test_experiment_values_override_the_base_config(tmp_path):
     assert compose_train(["experiment=paper", f"paths.output_dir={tmp_path}"]).optim.ema_decay > 0
 
 
+@pytest.mark.slow
 def test_multirun_over_speakers_writes_one_run_per_speaker(aoc_cache, tmp_path):
     root, speaker = aoc_cache
     caches = tmp_path / "caches"

@@ -26,9 +26,9 @@ def dirname(what: str, value: object) -> str:
         ) from None
 
 
-def run_folder(speaker: DictConfig | None, run_id: object) -> str:
-    """`<speaker.name>/<run id>`, or `<run id>` for a command without a speaker (infer,
-    profile), each part checked by `dirname`. A command with a speaker whose name is unset is
+def run_folder(speaker: DictConfig | None, run_id: object, sweep: bool = False) -> str:
+    """`<speaker.name>/<run id>` (a sweep's job: `<job number>_<speaker.name>`), or `<run id>`
+    for a command without a speaker (infer, profile), each part checked by `dirname`. A command with a speaker whose name is unset is
     refused here, before Hydra writes anything (no sample clip is assumed)."""
     run = dirname(RUN_ID, run_id)
     if speaker is None:
@@ -39,7 +39,8 @@ def run_folder(speaker: DictConfig | None, run_id: object) -> str:
             "or speaker.name=NAME; preprocess also takes its videos without a file, "
             "speaker.name=NAME 'speaker.videos=[a.mp4,b.mov]'. Nothing was written"
         )
-    return f"{dirname('speaker.name', speaker.name)}/{run}"
+    name = dirname("speaker.name", speaker.name)
+    return f"{run}_{name}" if sweep else f"{name}/{run}"
 
 
 for _name, _resolver in (("casync.dirname", dirname), ("casync.run_folder", run_folder)):

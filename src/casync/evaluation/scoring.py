@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from casync.audio.frontend import SAMPLE_RATE
 from casync.data.cache import open_cache
 from casync.evaluation.image_metrics import LPIPSMetric, mouth_box
-from casync.evaluation.lip_landmarks import LipLandmarkExtractor, mouth_opening
+from casync.evaluation.lip_landmarks import LipLandmarkExtractor, LipLandmarks, mouth_opening
 from casync.evaluation.metrics import landmark_metrics, method_metrics
 from casync.evaluation.plots import plot_mouth_opening
 from casync.evaluation.report import write_report
@@ -27,7 +27,7 @@ from casync.evaluation.runner import (
     held_out_range,
     source_references,
 )
-from casync.evaluation.sync import shift_check
+from casync.evaluation.sync import ShiftCheck, shift_check
 from casync.evaluation.syncnet import SYNCNET_MISSING_MESSAGE, load_syncnet, lse
 from casync.runtime import resolve_device
 from casync.training.checkpoint import load_generator, read_checkpoint
@@ -124,35 +124,15 @@ def evaluate(cfg: DictConfig) -> dict:
         "still_mouth": composite(real, held.closed_mouth_crops()[sources], masks),
         "real": real,
     }
-    with LipLandmarkExtractor(**options.landmarks) as extractor:
-        lips = {name: extractor(f, progress=cfg.progress) for name, f in frames.items()}
-
-        shifted: dict[int, np.ndarray] = {0: lips["casync"].points}
-
-        def shifted_lips(shift: int) -> np.ndarray:
-            if shift not in shifted:
-                crops = generate(real, masks, held.windows(shift), f"generate (shift {shift:+d})")
-                shifted[shift] = extractor(crops, progress=cfg.progress).points
-            return shifted[shift]
-
-        # Sync is scored where there is speech: in silence the real mouth rests or breathes as it
-        # likes, and the product holds a still mouth. All frames are reported beside it.
-        speech = held.speech(cfg.silence_dbfs)
-        real_points, shifts_s = lips["real"].points, list(options.shifts_s)
-        has_audio = held.has_shifted_audio
-        check = shift_check(shifted_lips, real_points, held.fps, shifts_s, frames=speech,
-                            has_audio=has_audio)  # fmt: skip
-        check_all = shift_check(shifted_lips, real_points, held.fps, shifts_s, has_audio=has_audio)
+    lips, check, check_all = lips_and_sync(cfg, held, generate, frames)
 
     floor = landmark_metrics(lips["real"], held.tracked_lips())
     box = mouth_box(masks)
     methods = {
         name: method_metrics(frames[name], real, lips[name], lips["real"], box, lpips_metric)
+        | ({} if syncnet is None else lse_scores(syncnet, held, frames[name]))
         for name in frames
     }
-    if syncnet is not None:
-        for name in methods:
-            methods[name] |= lse_scores(syncnet, held, frames[name])
     plot = plot_mouth_opening(
         mouth_opening(lips["casync"].points),
         mouth_opening(lips["real"].points),
@@ -186,6 +166,33 @@ def evaluate(cfg: DictConfig) -> dict:
     }
     write_report(results, out / "metrics.json", out / "metrics.md")
     return results
+
+
+def lips_and_sync(
+    cfg: DictConfig, held: HeldOut, generate: HeldOutGenerator, frames: dict[str, np.ndarray]
+) -> tuple[dict[str, LipLandmarks], ShiftCheck, ShiftCheck]:
+    """Lip landmarks of every method's frames, and the audio-shift sync check over speech frames
+    and over all frames (shifted generations are made only for the shifts the check asks for)."""
+    real, masks = frames["real"], held.masks()
+    with LipLandmarkExtractor(**cfg.evaluate.landmarks) as extractor:
+        lips = {name: extractor(f, progress=cfg.progress) for name, f in frames.items()}
+        shifted: dict[int, np.ndarray] = {0: lips["casync"].points}
+
+        def shifted_lips(shift: int) -> np.ndarray:
+            if shift not in shifted:
+                crops = generate(real, masks, held.windows(shift), f"generate (shift {shift:+d})")
+                shifted[shift] = extractor(crops, progress=cfg.progress).points
+            return shifted[shift]
+
+        # Sync is scored where there is speech: in silence the real mouth rests or breathes as it
+        # likes, and the product holds a still mouth. All frames are reported beside it.
+        speech = held.speech(cfg.silence_dbfs)
+        real_points, shifts_s = lips["real"].points, list(cfg.evaluate.shifts_s)
+        has_audio = held.has_shifted_audio
+        check = shift_check(shifted_lips, real_points, held.fps, shifts_s, frames=speech,
+                            has_audio=has_audio)  # fmt: skip
+        check_all = shift_check(shifted_lips, real_points, held.fps, shifts_s, has_audio=has_audio)
+    return lips, check, check_all
 
 
 def verdict(methods: dict, check) -> dict[str, bool]:

@@ -27,6 +27,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from tqdm import tqdm
 
+from casync.audio.frontend import SAMPLE_RATE
 from casync.face import cut_crop, region_mask
 from casync.inference.blend import Blender
 from casync.inference.features import FrameFeatures
@@ -36,8 +37,6 @@ from casync.inference.source import SourceVideo, choose_reference, prepare_sourc
 from casync.media.audio import SILENCE_DBFS, load_audio
 from casync.media.writer import VideoWriter, check_writable
 from casync.training.checkpoint import CheckpointError, LoadedGenerator, load_generator
-
-SAMPLE_RATE = 16_000
 
 
 @dataclass
