@@ -22,13 +22,15 @@ FPS, CROP = 25.0, 160
 
 
 def mouth_crops(video: Path, indices: np.ndarray) -> list[np.ndarray]:
-    """Lower halves of the tracker's crops at `indices` (a frame with no face stays grey)."""
+    """The mouth band of the tracker's crops at `indices` (rows 25-75 %, where the lips sit;
+    see `casync.face.crop.MOUTH_TOP`), shown at 2x; a frame with no face stays grey."""
     track = track_video(video, FPS, CROP)
     wanted, crops = set(indices.tolist()), {}
     for k, frame in enumerate(iter_frames(video, FPS)):
         if k in wanted:
-            crops[k] = cut_crop(frame, track.transforms[k], CROP)[CROP // 2 :]
-    blank = np.full((CROP // 2, CROP, 3), 128, np.uint8)
+            band = cut_crop(frame, track.transforms[k], CROP)[CROP // 4 : 3 * CROP // 4]
+            crops[k] = cv2.resize(band, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+    blank = np.full((CROP, 2 * CROP, 3), 128, np.uint8)
     return [crops.get(k, blank) for k in indices.tolist()]
 
 
