@@ -13,25 +13,17 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import casync.run_dir  # noqa: F401  (registers the resolvers hydra.run.dir uses)
-from casync.training.checkpoint import check_resumable, generator_contract, read_checkpoint
+from casync.training.checkpoint import (
+    check_front_end,
+    check_resumable,
+    generator_contract,
+    read_checkpoint,
+)
 from casync.training.loggers import build_loggers, finish_loggers
 from casync.training.system import CASyncSystem
 
 log = logging.getLogger(__name__)
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
-
-
-def check_audio_matches_cache(audio_cfg: DictConfig, cache_audio: dict) -> None:
-    """The cache's features must be what the model is built for."""
-    expected = {"feature_dim": int(audio_cfg.feature_dim), "window": int(audio_cfg.window)}
-    found = {key: int(cache_audio.get(key, -1)) for key in expected}
-    name = audio_cfg._target_.rsplit(".", 1)[-1]
-    if found != expected or not name.lower().startswith(cache_audio.get("name", "?")):
-        raise ValueError(
-            f"the cache holds '{cache_audio.get('name')}' audio features {found}, but this run "
-            f"uses {name} {expected}: re-run preprocessing with the same audio=... option, or "
-            "train with the audio option the cache was built with"
-        )
 
 
 def build_system(cfg: DictConfig, datamodule=None) -> CASyncSystem:
@@ -75,7 +67,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit CASync on the configured speaker(s); returns the final logged metrics."""
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
-    check_audio_matches_cache(cfg.audio, datamodule.audio_meta)
+    check_front_end(
+        OmegaConf.to_container(cfg.audio, resolve=True),
+        datamodule.audio_meta,
+        "this run uses",
+        f"the cache of {cfg.speaker.name}",
+        "re-run preprocessing with the same audio=... option, or train with the audio option "
+        "the cache was built with",
+    )
     if cfg.ckpt_path:
         check_resumable(cfg.ckpt_path, OmegaConf.to_container(cfg.model, resolve=True))
     system = build_system(cfg, datamodule)

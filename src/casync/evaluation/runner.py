@@ -23,33 +23,7 @@ from casync.evaluation.sync import shift_windows
 from casync.face import transform_points
 from casync.media.audio import SILENCE_DBFS
 from casync.model import CASyncNet
-from casync.training.checkpoint import CheckpointError, LoadedGenerator
-
-# Keys of the front end's config that must agree between a checkpoint and a cache.
-FRONT_END_KEYS = ("feature_dim", "window", "n_mels", "n_fft", "layer")
-
-
-def check_front_end(generator: LoadedGenerator, cache: SpeakerCache, checkpoint: str) -> None:
-    """The cache's audio windows must be what the checkpoint's network was trained on."""
-    config, meta = generator.audio_config, cache.audio_meta
-    kind = str(config.get("_target_", "?")).rsplit(".", 1)[-1]
-    differ = [k for k in FRONT_END_KEYS if k in config and k in meta and config[k] != meta[k]]
-    net = generator.net
-    shapes = (net.audio_feature_dim, net.audio_window) != (meta["feature_dim"], meta["window"])
-    if differ or shapes or not kind.lower().startswith(str(meta.get("name", "?"))):
-        wanted = {k: config[k] for k in FRONT_END_KEYS if k in config}
-        found = {k: meta[k] for k in FRONT_END_KEYS if k in meta}
-        raise CheckpointError(
-            f"checkpoint '{checkpoint}' was trained on {kind} audio features {wanted}, but the "
-            f"cache {cache.root} holds '{meta.get('name')}' features {found}: preprocess the "
-            "speaker with the checkpoint's front end (python -m casync.preprocess "
-            f"speaker={cache.speaker} audio=...), or evaluate a checkpoint trained on this cache"
-        )
-    if int(cache.meta["crop_size"]) != generator.crop_size:
-        raise CheckpointError(
-            f"checkpoint '{checkpoint}' makes {generator.crop_size}px crops, the cache "
-            f"{cache.root} holds {cache.meta['crop_size']}px crops"
-        )
+from casync.training.checkpoint import LoadedGenerator
 
 
 @dataclass

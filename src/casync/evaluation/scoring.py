@@ -22,7 +22,6 @@ from casync.evaluation.report import write_report
 from casync.evaluation.runner import (
     HeldOut,
     HeldOutGenerator,
-    check_front_end,
     composite,
     held_out_range,
     source_references,
@@ -30,7 +29,7 @@ from casync.evaluation.runner import (
 from casync.evaluation.sync import ShiftCheck, shift_check
 from casync.evaluation.syncnet import SYNCNET_MISSING_MESSAGE, load_syncnet, lse
 from casync.runtime import resolve_device
-from casync.training.checkpoint import load_generator, read_checkpoint
+from casync.training.checkpoint import check_cache, load_generator, read_checkpoint
 
 log = logging.getLogger(__name__)
 DEFAULT_VAL_FRACTION = 0.25  # CASyncDataModule's default
@@ -101,7 +100,7 @@ def evaluate(cfg: DictConfig) -> dict:
     checkpoint = str(cfg.checkpoint)
     generator = load_generator(checkpoint)
     cache = open_cache(cfg.paths.cache_dir, str(cfg.speaker.name))
-    check_front_end(generator, cache, checkpoint)
+    check_cache(generator, cache.meta, str(cache.root), checkpoint)
     val_fraction = held_out_fraction(checkpoint, options.val_fraction)
     held = held_out_range(cache, val_fraction)
     device = resolve_device(cfg.device)

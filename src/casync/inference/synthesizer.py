@@ -36,7 +36,12 @@ from casync.inference.schedule import ping_pong
 from casync.inference.source import SourceVideo, choose_reference, prepare_source
 from casync.media.audio import SILENCE_DBFS, load_audio
 from casync.media.writer import VideoWriter, check_writable
-from casync.training.checkpoint import CheckpointError, LoadedGenerator, load_generator
+from casync.training.checkpoint import (
+    CheckpointError,
+    LoadedGenerator,
+    check_front_end,
+    load_generator,
+)
 
 
 @dataclass
@@ -55,7 +60,8 @@ class _HoldState:
 
 
 def build_front_end(generator: LoadedGenerator, path: str | Path = "checkpoint"):
-    """The checkpoint's own audio front end, checked against the network it feeds."""
+    """The checkpoint's own audio front end, checked against what the network was trained on
+    (its cache's front-end description, e.g. the Whisper weights' hash, and its own input size)."""
     config = dict(generator.audio_config)
     if "_target_" not in config:
         raise CheckpointError(f"checkpoint '{path}': its audio config has no _target_: {config}")
@@ -63,14 +69,14 @@ def build_front_end(generator: LoadedGenerator, path: str | Path = "checkpoint")
         front_end = instantiate(config, _convert_="all")
     except InstantiationException as error:  # Hydra hides the front end's own clear message
         raise (error.__cause__ or error) from None
-    net = generator.net
-    if front_end.feature_dim != net.audio_feature_dim or front_end.window != net.audio_window:
-        raise CheckpointError(
-            f"checkpoint '{path}': audio front end {config['_target_']} gives "
-            f"{front_end.feature_dim}-d features in windows of {front_end.window}, but the network "
-            f"was built for audio_feature_dim={net.audio_feature_dim}, "
-            f"audio_window={net.audio_window}: the checkpoint's model and audio configs disagree"
-        )
+    check_front_end(
+        generator.front_end,
+        front_end.describe(),
+        f"checkpoint '{path}' was trained on",
+        f"the front end its audio config builds here ({config['_target_']})",
+        "the network, the checkpoint's audio config and the front end (its weights too) must "
+        "agree: infer with the front end the checkpoint was trained with",
+    )
     return front_end
 
 

@@ -4,10 +4,12 @@
 A CASync checkpoint is a Lightning `.ckpt` whose `hyper_parameters` hold the network config
 (`model`) and the audio front-end config (`audio`), and whose `casync` entry holds the
 `GeneratorContract`: the cache's frame rate, crop size, sample rate and crop-box smoothing, and
-every training source's reference crop with that source's id and content hash. It is written
+every training source's reference crop with that source's id and content hash, and the
+`describe()` of the front end its cache's audio windows were made with. It is written
 here (`GeneratorContract.to_extras`, from the training data by `generator_contract`) and read
 here (`load_generator`); nothing else derives these settings. EMA weights (`ema_net.*`) win over
-raw weights (`net.*`).
+raw weights (`net.*`). `check_front_end` / `check_cache` are the one compatibility check between
+a checkpoint, a cache and a front end (training, evaluation and inference all call them).
 
 Format 1 (older checkpoints) shipped one reference and the frame rate: it still loads, its
 reference naming no source and its smoothing the preprocessing default of its time.
@@ -15,6 +17,7 @@ reference naming no source and its smoothing the preprocessing default of its ti
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +28,7 @@ from casync.atomic import atomic_path
 from casync.audio.frontend import SAMPLE_RATE
 from casync.model import CASyncNet
 
-FORMAT_VERSION = 2  # 2: sample rate, smoothing, one reference per training source
+FORMAT_VERSION = 3  # 2: sample rate, smoothing, one reference per source; 3: front-end describe()
 FORMAT_1_SMOOTHING = 1.5  # what format-1 checkpoints were preprocessed with (not stored then)
 
 
@@ -51,6 +54,7 @@ class GeneratorContract:
     sample_rate: int = SAMPLE_RATE
     smoothing: float = FORMAT_1_SMOOTHING
     references: list[SourceReference] = field(default_factory=list)
+    front_end: dict | None = None  # the cache's front-end `describe()` (None before format 3)
 
     def to_extras(self) -> dict:
         """The checkpoint's `casync` entry (plain tensors, strings and numbers: weights_only)."""
@@ -66,6 +70,7 @@ class GeneratorContract:
             "smoothing": float(self.smoothing),
             "references": references,
             "reference": references[0]["crop"] if references else None,  # format-1 readers
+            "front_end": None if self.front_end is None else dict(self.front_end),
         }
 
     @classmethod
@@ -85,6 +90,7 @@ class GeneratorContract:
             int(extras["sample_rate"]),
             float(extras["smoothing"]),
             references,
+            extras.get("front_end"),  # format 3
         )
 
 
@@ -118,7 +124,7 @@ def generator_contract(data) -> GeneratorContract:
     ]
     return GeneratorContract(
         float(first["fps"]), int(first["crop_size"]), int(first["sample_rate"]),
-        float(first["smoothing"]), references,
+        float(first["smoothing"]), references, dict(data.audio_meta),
     )  # fmt: skip
 
 
@@ -133,6 +139,16 @@ class LoadedGenerator:
     sample_rate: int = SAMPLE_RATE
     smoothing: float = FORMAT_1_SMOOTHING
     references: list[SourceReference] = field(default_factory=list)
+    front_end_description: dict | None = None  # the training cache's front end (format 3)
+
+    @property
+    def front_end(self) -> dict:
+        """What the network takes: the `describe()` of the front end its training cache was
+        made with (older checkpoints: its audio config), with the network's own feature_dim
+        and window."""
+        described = self.front_end_description or self.audio_config
+        net = self.net
+        return {**described, "feature_dim": net.audio_feature_dim, "window": net.audio_window}
 
     def reference_for(self, sha256: str) -> SourceReference | None:
         """The reference of the training source with this content hash; a format-1
@@ -248,4 +264,68 @@ def load_generator(path: str | Path, map_location: str = "cpu") -> LoadedGenerat
         sample_rate=contract.sample_rate,
         smoothing=contract.smoothing,
         references=references,
+        front_end_description=contract.front_end,
     )
+
+
+# Settings that say nothing about the features: where a front end runs, how it is named.
+_NOT_FEATURES = {"_target_", "name", "threads", "device"}
+
+
+def front_end_name(description: dict) -> str:
+    """'mel', 'hubert', 'whisper': a `describe()`'s name, or an audio config's class name."""
+    if "name" in description:
+        return str(description["name"])
+    target = str(description.get("_target_", "?")).rsplit(".", 1)[-1]
+    return target.lower().removesuffix("frontend")
+
+
+def _differ(trained: dict, found: dict) -> list[str]:
+    keys = (trained.keys() & found.keys()) - _NOT_FEATURES
+    if "model_sha256" in keys:  # the weights' hash names them; their path may differ
+        keys.discard("model_name_or_path")
+    return sorted(k for k in keys if not _same(trained[k], found[k]))
+
+
+def _same(a: object, b: object) -> bool:
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b))
+    return math.isclose(a, b, abs_tol=1e-9) if numbers else a == b
+
+
+def check_front_end(trained: dict, found: dict, taker: str, found_in: str, fix: str) -> None:
+    """The one compatibility check of audio features: `trained` (what a network takes: a
+    `LoadedGenerator.front_end` or a run's audio config) against `found` (a front end's
+    `describe()`, e.g. a cache's `audio_meta`). Every setting both name must agree, the whole
+    description where both are descriptions (a Whisper schedule, compute type, weights hash).
+    `taker` says who takes `trained` ("checkpoint 'x' was trained on", "this run uses")."""
+    differ = _differ(trained, found)
+    if differ or front_end_name(trained) != front_end_name(found):
+        shown = differ or sorted((trained.keys() & found.keys()) - _NOT_FEATURES)
+        kind = str(trained.get("_target_", front_end_name(trained))).rsplit(".", 1)[-1]
+        raise CheckpointError(
+            f"{taker} {kind} audio features {_pick(trained, shown)}, but "
+            f"{found_in} holds '{front_end_name(found)}' features {_pick(found, shown)}: {fix}"
+        )
+
+
+def _pick(description: dict, keys: list[str]) -> dict:
+    return {k: description[k] for k in keys}
+
+
+def check_cache(generator: LoadedGenerator, cache_meta: dict, cache: str, checkpoint: str) -> None:
+    """A cache (its `meta.json`) holds what the checkpoint's network was trained on: the same
+    front end (`check_front_end`) and crop size."""
+    speaker = cache_meta.get("speaker", "<name>")
+    check_front_end(
+        generator.front_end,
+        cache_meta["audio"],
+        f"checkpoint '{checkpoint}' was trained on",
+        f"the cache {cache}",
+        f"preprocess the speaker with the checkpoint's front end (python -m casync.preprocess "
+        f"speaker={speaker} audio=...), or use a checkpoint trained on this cache",
+    )
+    if int(cache_meta["crop_size"]) != generator.crop_size:
+        raise CheckpointError(
+            f"checkpoint '{checkpoint}' makes {generator.crop_size}px crops, the cache "
+            f"{cache} holds {cache_meta['crop_size']}px crops"
+        )
