@@ -123,9 +123,9 @@ def end_to_end(
 ) -> dict:
     """`Synthesizer.synthesize` on aoc_8s.mp4 + jfk_11s.flac (cut to `audio_s`), random weights
     (seed 0, so an int8 graph quantized by an earlier run of the same model is reused)."""
+    from casync.contract import save_generator_checkpoint
     from casync.inference import Synthesizer
     from casync.media.audio import load_audio
-    from casync.training.checkpoint import save_generator_checkpoint
 
     work = Path(tempfile.mkdtemp(prefix="casync-bench-"))
     torch.manual_seed(0)

@@ -54,9 +54,9 @@ def measure(synth, waveform: np.ndarray) -> dict:
 def stream_once(
     model: dict, audio: dict, precision: str, batch: int, device: str, cache: Path, samples: Path
 ) -> dict:
+    from casync.contract import save_generator_checkpoint
     from casync.inference import Synthesizer
     from casync.media.audio import load_audio
-    from casync.training.checkpoint import save_generator_checkpoint
 
     work = Path(tempfile.mkdtemp(prefix="casync-stream-"))
     torch.manual_seed(0)

@@ -7,9 +7,7 @@ import pytest
 import torch
 
 from casync.audio import WhisperFrontEnd
-from casync.inference.synthesizer import build_front_end
-from casync.model import CASyncNet
-from casync.training.checkpoint import (
+from casync.contract import (
     CheckpointError,
     GeneratorContract,
     check_cache,
@@ -17,6 +15,8 @@ from casync.training.checkpoint import (
     load_generator,
     save_generator_checkpoint,
 )
+from casync.inference.synthesizer import build_front_end
+from casync.model import CASyncNet
 
 WHISPER = {"_target_": "casync.audio.WhisperFrontEnd", "feature_dim": 384, "window": 10}
 MODEL = {"width_multiplier": 0.25, "audio_feature_dim": 384, "audio_window": 10}
@@ -66,3 +66,17 @@ def test_inference_refuses_other_whisper_weights_than_the_cache_was_made_with(
     generator.front_end_description = {**schedules[0], "model_sha256": "0" * 64}
     with pytest.raises(CheckpointError, match="'model_sha256'"):
         build_front_end(generator, whisper_checkpoint)
+
+
+def test_evaluation_and_inference_do_not_import_training():
+    """The contract lives outside `training/`: no training <-> evaluation package cycle."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, casync.contract, casync.evaluate, casync.evaluation.scoring, casync.infer, "
+        "casync.inference.synthesizer; "
+        "print(sorted(m for m in sys.modules if m.startswith('casync.training')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

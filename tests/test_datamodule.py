@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from casync.contract import generator_contract
 from casync.data import CacheError, CASyncDataModule, open_cache, split_ranges
 from casync.data.reference import mouth_opening
-from casync.training.checkpoint import generator_contract
 
 
 def test_split_is_contiguous_with_a_gap():

@@ -15,12 +15,12 @@ from omegaconf import DictConfig
 
 import casync.evaluation.scoring as evaluate_module
 from casync.audio.frontend import MissingWeightsError
+from casync.contract import CheckpointError, LoadedGenerator, save_generator_checkpoint
 from casync.data.cache import CacheError, open_cache
 from casync.data.split import split_ranges
 from casync.evaluate import evaluate
 from casync.evaluation.runner import composite, held_out_range
 from casync.model import CASyncNet
-from casync.training.checkpoint import CheckpointError, LoadedGenerator, save_generator_checkpoint
 
 MEL = {"_target_": "casync.audio.MelFrontEnd", "n_mels": 80, "window": 10, "feature_dim": 80}
 TINY = {"width_multiplier": 0.25, "audio_feature_dim": 80, "audio_window": 10}

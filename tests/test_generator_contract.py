@@ -18,6 +18,7 @@ from test_evaluate import eval_config
 from test_inference import MEL, TINY
 from test_training import compose_train, run_checkpointed, tiny_overrides
 
+from casync.contract import CheckpointError, load_generator, save_generator_checkpoint
 from casync.data import CASyncDataModule
 from casync.data.cache import open_cache
 from casync.data.reference import closed_mouth_frame
@@ -27,7 +28,6 @@ from casync.inference.source import choose_reference
 from casync.model import CASyncNet
 from casync.preprocess import preprocess
 from casync.train import train
-from casync.training.checkpoint import CheckpointError, load_generator, save_generator_checkpoint
 
 FPS, SMOOTHING = 30.0, 0.5  # not the defaults (25, 1.5): the bugs hid behind them
 

@@ -16,6 +16,7 @@ import pytest
 import torch
 from conftest import compose_config
 
+from casync.contract import CheckpointError, save_generator_checkpoint
 from casync.face import NoFaceError
 from casync.infer import infer, rename_audio_argument
 from casync.inference import Synthesizer, ping_pong, prepare_source
@@ -24,7 +25,6 @@ from casync.media.audio import load_audio
 from casync.media.video import iter_frames
 from casync.media.writer import OutputNotWritableError
 from casync.model import CASyncNet
-from casync.training.checkpoint import CheckpointError, save_generator_checkpoint
 
 MEL = {"_target_": "casync.audio.MelFrontEnd", "n_mels": 80, "window": 10, "feature_dim": 80}
 TINY = {"audio_feature_dim": 80, "audio_window": 10, "width_multiplier": 0.25}

@@ -9,8 +9,8 @@ import nbformat
 import pytest
 import torch
 
+from casync.contract import save_generator_checkpoint
 from casync.model import CASyncNet
-from casync.training.checkpoint import save_generator_checkpoint
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 

@@ -7,9 +7,9 @@ import onnx
 import pytest
 import torch
 
+from casync.contract import load_generator, save_generator_checkpoint
 from casync.inference.onnx_export import OnnxGenerator, main
 from casync.model import CASyncNet
-from casync.training.checkpoint import load_generator, save_generator_checkpoint
 
 MEL = {"_target_": "casync.audio.MelFrontEnd", "n_mels": 80, "window": 10, "feature_dim": 80}
 TINY = {"audio_feature_dim": 80, "audio_window": 10, "width_multiplier": 0.25}

@@ -114,9 +114,9 @@ def test_the_synthesizer_and_infer_config_carry_the_precision(monkeypatch, tmp_p
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    from casync.contract import save_generator_checkpoint
     from casync.inference.precision import Bf16Generator
     from casync.inference.synthesizer import Synthesizer
-    from casync.training.checkpoint import save_generator_checkpoint
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):

@@ -25,6 +25,7 @@ from clips import sample_audio, sample_frames, write_clip
 from test_inference import MEL, TINY, infer_config, write_checkpoint
 
 from casync.atomic import DiskFullError, atomic_write_text, remove_stale_temps
+from casync.contract import save_generator_checkpoint
 from casync.hashing import sha256_file
 from casync.infer import infer
 from casync.inference import Synthesizer, prepare_source
@@ -32,7 +33,6 @@ from casync.inference.source import _cache_file, display_matrix
 from casync.media import MediaFileNotFoundError
 from casync.media.writer import OutputNotWritableError, VideoWriter
 from casync.model import CASyncNet
-from casync.training.checkpoint import save_generator_checkpoint
 
 SR = 16_000
 SETTINGS = (25.0, 160, 1.5)  # fps, crop size, smoothing of a contract-less test checkpoint

@@ -18,8 +18,8 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, open_dict
 
+from casync.contract import load_generator
 from casync.train import CONFIG_DIR, build_system, train
-from casync.training.checkpoint import load_generator
 from casync.training.loggers import build_loggers, finish_loggers
 from casync.training.system import CASyncSystem
 

@@ -233,8 +233,8 @@ def verdict_lines(summary: dict) -> list[str]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="demo")
 def main(cfg: DictConfig) -> None:
+    from casync.contract import CheckpointError
     from casync.data.cache import CacheError
-    from casync.training.checkpoint import CheckpointError
 
     try:
         summary = demo(cfg)

@@ -13,9 +13,9 @@ import hydra
 from omegaconf import DictConfig
 
 import casync.run_dir  # noqa: F401  (registers the resolvers hydra.run.dir uses)
+from casync.contract import CheckpointError
 from casync.data.cache import CacheError
 from casync.evaluation.scoring import evaluate
-from casync.training.checkpoint import CheckpointError
 
 __all__ = ["evaluate", "main"]
 log = logging.getLogger(__name__)

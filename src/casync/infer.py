@@ -31,10 +31,10 @@ def infer(cfg: DictConfig) -> dict:
     Returns {"output", "frames", "fps", "duration_s", "fps_achieved", "faceless_frames",
     "reference", ...}. Raises CheckpointError, MediaError, NoFaceError or OutputNotWritableError
     (all ValueErrors) with a message naming the bad input; DiskFullError naming the file."""
+    from casync.contract import load_generator
     from casync.inference import Synthesizer
     from casync.media.writer import check_writable
     from casync.runtime import resolve_device
-    from casync.training.checkpoint import load_generator
 
     missing = [k.replace("driving_", "") for k in REQUIRED if OmegaConf.is_missing(cfg, k)]
     if missing:
@@ -100,8 +100,8 @@ def rename_audio_argument(argv: list[str]) -> list[str]:
 def main(cfg: DictConfig) -> None:
     from casync.atomic import DiskFullError
     from casync.audio.frontend import MissingWeightsError
+    from casync.contract import CheckpointError
     from casync.media import MediaError
-    from casync.training.checkpoint import CheckpointError
 
     # SIGTERM unwinds like Ctrl-C, so the half-written output's temp file is removed.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))

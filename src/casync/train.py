@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import casync.run_dir  # noqa: F401  (registers the resolvers hydra.run.dir uses)
-from casync.training.checkpoint import (
+from casync.contract import (
     check_front_end,
     check_resumable,
     generator_contract,

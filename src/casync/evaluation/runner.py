@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from casync.contract import LoadedGenerator
 from casync.data.cache import SourceCache, SpeakerCache
 from casync.data.reference import closed_mouth_frame
 from casync.data.split import split_ranges
@@ -23,7 +24,6 @@ from casync.evaluation.sync import shift_windows
 from casync.face import transform_points
 from casync.media.audio import SILENCE_DBFS
 from casync.model import CASyncNet
-from casync.training.checkpoint import LoadedGenerator
 
 
 @dataclass

@@ -13,6 +13,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from casync.audio.frontend import SAMPLE_RATE
+from casync.contract import check_cache, load_generator, read_checkpoint
 from casync.data.cache import open_cache
 from casync.evaluation.image_metrics import LPIPSMetric, mouth_box
 from casync.evaluation.lip_landmarks import LipLandmarkExtractor, LipLandmarks, mouth_opening
@@ -29,7 +30,6 @@ from casync.evaluation.runner import (
 from casync.evaluation.sync import ShiftCheck, shift_check
 from casync.evaluation.syncnet import SYNCNET_MISSING_MESSAGE, load_syncnet, lse
 from casync.runtime import resolve_device
-from casync.training.checkpoint import check_cache, load_generator, read_checkpoint
 
 log = logging.getLogger(__name__)
 DEFAULT_VAL_FRACTION = 0.25  # CASyncDataModule's default

@@ -77,7 +77,7 @@ class OnnxGenerator:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from casync.training.checkpoint import load_generator
+    from casync.contract import load_generator
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")

@@ -28,6 +28,12 @@ from hydra.utils import instantiate
 from tqdm import tqdm
 
 from casync.audio.frontend import SAMPLE_RATE
+from casync.contract import (
+    CheckpointError,
+    LoadedGenerator,
+    check_front_end,
+    load_generator,
+)
 from casync.face import cut_crop, region_mask
 from casync.inference.blend import Blender
 from casync.inference.features import FrameFeatures
@@ -36,12 +42,6 @@ from casync.inference.schedule import ping_pong
 from casync.inference.source import SourceVideo, choose_reference, prepare_source
 from casync.media.audio import SILENCE_DBFS, load_audio
 from casync.media.writer import VideoWriter, check_writable
-from casync.training.checkpoint import (
-    CheckpointError,
-    LoadedGenerator,
-    check_front_end,
-    load_generator,
-)
 
 
 @dataclass

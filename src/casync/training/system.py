@@ -14,8 +14,8 @@ import torch
 from torchmetrics import MeanMetric
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
+from casync.contract import GeneratorContract
 from casync.model import CASyncNet
-from casync.training.checkpoint import GeneratorContract
 from casync.training.images import comparison_grid, log_image
 from casync.training.losses import ReconstructionLoss
 

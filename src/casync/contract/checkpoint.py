@@ -8,8 +8,7 @@ every training source's reference crop with that source's id and content hash, a
 `describe()` of the front end its cache's audio windows were made with. It is written
 here (`GeneratorContract.to_extras`, from the training data by `generator_contract`) and read
 here (`load_generator`); nothing else derives these settings. EMA weights (`ema_net.*`) win over
-raw weights (`net.*`). `check_front_end` / `check_cache` are the one compatibility check between
-a checkpoint, a cache and a front end (training, evaluation and inference all call them).
+raw weights (`net.*`).
 
 Format 1 (older checkpoints) shipped one reference and the frame rate: it still loads, its
 reference naming no source and its smoothing the preprocessing default of its time.
@@ -17,7 +16,6 @@ reference naming no source and its smoothing the preprocessing default of its ti
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -266,66 +264,3 @@ def load_generator(path: str | Path, map_location: str = "cpu") -> LoadedGenerat
         references=references,
         front_end_description=contract.front_end,
     )
-
-
-# Settings that say nothing about the features: where a front end runs, how it is named.
-_NOT_FEATURES = {"_target_", "name", "threads", "device"}
-
-
-def front_end_name(description: dict) -> str:
-    """'mel', 'hubert', 'whisper': a `describe()`'s name, or an audio config's class name."""
-    if "name" in description:
-        return str(description["name"])
-    target = str(description.get("_target_", "?")).rsplit(".", 1)[-1]
-    return target.lower().removesuffix("frontend")
-
-
-def _differ(trained: dict, found: dict) -> list[str]:
-    keys = (trained.keys() & found.keys()) - _NOT_FEATURES
-    if "model_sha256" in keys:  # the weights' hash names them; their path may differ
-        keys.discard("model_name_or_path")
-    return sorted(k for k in keys if not _same(trained[k], found[k]))
-
-
-def _same(a: object, b: object) -> bool:
-    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b))
-    return math.isclose(a, b, abs_tol=1e-9) if numbers else a == b
-
-
-def check_front_end(trained: dict, found: dict, taker: str, found_in: str, fix: str) -> None:
-    """The one compatibility check of audio features: `trained` (what a network takes: a
-    `LoadedGenerator.front_end` or a run's audio config) against `found` (a front end's
-    `describe()`, e.g. a cache's `audio_meta`). Every setting both name must agree, the whole
-    description where both are descriptions (a Whisper schedule, compute type, weights hash).
-    `taker` says who takes `trained` ("checkpoint 'x' was trained on", "this run uses")."""
-    differ = _differ(trained, found)
-    if differ or front_end_name(trained) != front_end_name(found):
-        shown = differ or sorted((trained.keys() & found.keys()) - _NOT_FEATURES)
-        kind = str(trained.get("_target_", front_end_name(trained))).rsplit(".", 1)[-1]
-        raise CheckpointError(
-            f"{taker} {kind} audio features {_pick(trained, shown)}, but "
-            f"{found_in} holds '{front_end_name(found)}' features {_pick(found, shown)}: {fix}"
-        )
-
-
-def _pick(description: dict, keys: list[str]) -> dict:
-    return {k: description[k] for k in keys}
-
-
-def check_cache(generator: LoadedGenerator, cache_meta: dict, cache: str, checkpoint: str) -> None:
-    """A cache (its `meta.json`) holds what the checkpoint's network was trained on: the same
-    front end (`check_front_end`) and crop size."""
-    speaker = cache_meta.get("speaker", "<name>")
-    check_front_end(
-        generator.front_end,
-        cache_meta["audio"],
-        f"checkpoint '{checkpoint}' was trained on",
-        f"the cache {cache}",
-        f"preprocess the speaker with the checkpoint's front end (python -m casync.preprocess "
-        f"speaker={speaker} audio=...), or use a checkpoint trained on this cache",
-    )
-    if int(cache_meta["crop_size"]) != generator.crop_size:
-        raise CheckpointError(
-            f"checkpoint '{checkpoint}' makes {generator.crop_size}px crops, the cache "
-            f"{cache} holds {cache_meta['crop_size']}px crops"
-        )
