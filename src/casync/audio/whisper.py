@@ -22,6 +22,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from casync.audio.frontend import FEATURE_RATE, HOP, SAMPLE_RATE, Chunking, MissingWeightsError
 from casync.audio.windows import encode_chunked
@@ -99,9 +100,13 @@ class WhisperFrontEnd:
                 f"chunk_s must be >= 0.02 and the sum at most Whisper's {MAX_SECONDS:g} s"
             )
         self.chunking = Chunking(hop, context * HOP, lookahead * HOP, pad="zeros")
+        torch_threads = torch.get_num_threads()
         self.model = ctranslate2.models.Whisper(
             str(self.model_dir), device="cpu", compute_type=compute_type, intra_threads=threads
         )
+        # CTranslate2 sets the process-wide OpenMP thread count to `threads`: give torch its own
+        # back, or everything after (training, the generator) runs on one core.
+        torch.set_num_threads(torch_threads)
         self.n_mels = int(self.model.n_mels)
         self.mel = WhisperFeatureExtractor(feature_size=self.n_mels, sampling_rate=SAMPLE_RATE)
         probe = self.encode(np.zeros(HOP * 2, np.float32))  # (2, d_model)
