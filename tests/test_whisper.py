@@ -156,3 +156,17 @@ def test_synthesizer_stream_equals_batch_with_whisper(sample_dir, jfk, whisper, 
     stream = list(synth.stream(np.split(audio, cuts[cuts < len(audio)])))
     assert len(stream) == len(batch) == 40
     assert all(np.array_equal(a, b) for a, b in zip(stream, batch, strict=True))
+
+
+def test_building_the_front_end_leaves_torch_its_threads(jfk):
+    """CTranslate2 sets the process-wide OpenMP thread count; the demo builds the front end and
+    then trains in the same process, which ran on one core before this was restored."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        WhisperFrontEnd(threads=1)(jfk[:16_000])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
