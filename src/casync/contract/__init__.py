@@ -3,6 +3,7 @@
 `checkpoint`: the checkpoint format (`GeneratorContract`: fps, crop size, sample rate, smoothing,
 each source's reference, the front end's description) and its safe reading (`load_generator`).
 `compatibility`: the one check between a checkpoint, a cache and a front end.
+`generate`: the one way from uint8 crops + audio windows + references to generated crops.
 Nothing here imports `casync.training`, `casync.evaluation` or `casync.inference`.
 """
 
@@ -20,10 +21,12 @@ from casync.contract.checkpoint import (
     save_generator_checkpoint,
 )
 from casync.contract.compatibility import check_cache, check_front_end, front_end_name
+from casync.contract.generate import CropGenerator
 
 __all__ = [
     "FORMAT_VERSION",
     "CheckpointError",
+    "CropGenerator",
     "GeneratorContract",
     "LoadedGenerator",
     "SourceReference",

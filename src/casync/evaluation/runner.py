@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from casync.contract import LoadedGenerator
+from casync.contract import CropGenerator, LoadedGenerator
 from casync.data.cache import SourceCache, SpeakerCache
 from casync.data.reference import closed_mouth_frame
 from casync.data.split import split_ranges
@@ -155,7 +155,8 @@ def composite(real: np.ndarray, generated: np.ndarray, masks: np.ndarray) -> np.
 
 
 class HeldOutGenerator:
-    """Batched generation of held-out frames, each with its source's reference crop."""
+    """Batched generation of held-out frames, each with its source's reference crop (the one
+    generation path, `contract.generate.CropGenerator`, that inference uses too)."""
 
     def __init__(
         self,
@@ -168,14 +169,12 @@ class HeldOutGenerator:
     ) -> None:
         """`references` (K, S, S, 3) uint8, one per source; `source_index` (N,) picks each
         frame's (`HeldOut.source_index`)."""
-        self.device = torch.device(device)
-        self.net = net.eval().to(self.device)
-        refs = torch.from_numpy(np.ascontiguousarray(references)).permute(0, 3, 1, 2)
-        self.references = (refs.float() / 255.0).to(self.device)  # (K, 3, S, S)
-        self.source_index = torch.from_numpy(np.asarray(source_index)).long().to(self.device)
+        device = torch.device(device)
+        self.generate = CropGenerator(net, device)
+        self.references = np.ascontiguousarray(references)  # (K, S, S, 3) uint8
+        self.source_index = np.asarray(source_index, np.int64)
         self.batch_size, self.progress = batch_size, progress
 
-    @torch.inference_mode()
     def __call__(
         self, real: np.ndarray, masks: np.ndarray, windows: np.ndarray, desc: str = "generate"
     ) -> np.ndarray:
@@ -188,13 +187,8 @@ class HeldOutGenerator:
         out = np.empty_like(real)
         starts = range(0, len(real), self.batch_size)
         for start in tqdm(starts, desc=desc, disable=not self.progress, leave=False):
-            stop = start + self.batch_size
-            crops = torch.from_numpy(real[start:stop]).to(self.device).permute(0, 3, 1, 2)
-            crops = crops.float() / 255.0  # (B, 3, S, S)
-            mask = torch.from_numpy(masks[start:stop]).to(self.device).float()[:, None]
-            audio = torch.from_numpy(windows[start:stop]).to(self.device)  # (B, W, D)
-            reference = self.references[self.source_index[start:stop]]  # (B, 3, S, S)
-            generated = self.net(crops * (1 - mask), mask, audio, reference)  # (B, 3, S, S)
-            pixels = (generated.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu()
-            out[start:stop] = composite(real[start:stop], pixels.numpy(), masks[start:stop])
+            batch = slice(start, start + self.batch_size)
+            references = self.references[self.source_index[batch]]  # (B, S, S, 3)
+            pixels = self.generate(real[batch], masks[batch], windows[batch], references)
+            out[batch] = composite(real[batch], pixels, masks[batch])
         return out

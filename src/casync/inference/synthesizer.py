@@ -30,6 +30,7 @@ from tqdm import tqdm
 from casync.audio.frontend import SAMPLE_RATE
 from casync.contract import (
     CheckpointError,
+    CropGenerator,
     LoadedGenerator,
     check_front_end,
     load_generator,
@@ -49,7 +50,7 @@ class RenderedFrame:
     index: int  # output frame
     source_index: int  # source video frame shown
     frame: np.ndarray  # (H, W, 3) uint8 output frame
-    generated: np.ndarray  # (S, S, 3) float32 [0, 255] network crop before blending
+    generated: np.ndarray  # (S, S, 3) uint8 network crop before blending
     silent: bool
     face_found: bool = True  # False: no face in the source frame, shown unchanged
 
@@ -109,8 +110,8 @@ class Synthesizer:
         self.blender = Blender(self.size, feather, color_match)
         self.track_cache_dir = track_cache_dir
         self.crf, self.preset, self.progress = crf, preset, progress
-        mask = torch.from_numpy(region_mask(self.size))[None, None]  # (1, 1, S, S)
-        self._mask = mask.to(self.device)
+        self._generate = CropGenerator(self.net, self.device)
+        self._mask = region_mask(self.size)  # (S, S), the preprocessing's region
         self.source: SourceVideo | None = None
         self.reference_used: str | None = None  # what the last render took as its reference
 
@@ -142,11 +143,10 @@ class Synthesizer:
         )
         return self.source
 
-    def _reference(self, source: SourceVideo) -> torch.Tensor:
-        """(1, 3, S, S) float reference for `source` (see `choose_reference`)."""
+    def _reference(self, source: SourceVideo) -> np.ndarray:
+        """(1, S, S, 3) uint8 reference for `source` (see `choose_reference`)."""
         reference, self.reference_used = choose_reference(self.generator, source)
-        tensor = torch.from_numpy(np.ascontiguousarray(reference)).permute(2, 0, 1)[None]
-        return (tensor.float() / 255.0).to(self.device)
+        return np.asarray(reference)[None]
 
     # -- the loop shared by batch and streaming -------------------------------------------------
     def render(
@@ -167,7 +167,7 @@ class Synthesizer:
             frame_at = source.frames.__getitem__
         features = FrameFeatures(self.front_end, self.fps, self.silence_dbfs)
         state, done, step = _HoldState(), 0, self.batch_size
-        reference: list[torch.Tensor] = []
+        reference: list[np.ndarray] = []
         for chunk in audio_chunks:
             features.push(chunk)
             ready = features.n_ready()
@@ -208,12 +208,13 @@ class Synthesizer:
             owner[i] = len(todo)
             todo.append(i)
             run = owner[i] if quiet else None
-        generated = self._generate([crops[i] for i in todo], windows[todo], reference[0])
+        todo_crops = (
+            np.stack([crops[i] for i in todo]) if todo else np.zeros((0, *crops[0].shape), np.uint8)
+        )
+        generated = self._generate(todo_crops, self._mask, windows[todo], reference[0])
         for i, s in enumerate(indices):
             if owner[i] == -2:
-                yield RenderedFrame(
-                    j0 + i, int(s), frames[i], crops[i] * 1.0, bool(silent[i]), False
-                )
+                yield RenderedFrame(j0 + i, int(s), frames[i], crops[i], bool(silent[i]), False)
                 continue
             crop = state.crop if owner[i] < 0 else generated[owner[i]]
             frame = self.blender(frames[i], crop, crops[i], source.transforms[s])
@@ -222,19 +223,6 @@ class Synthesizer:
             state.crop = None
         elif run >= 0:
             state.crop = generated[run]
-
-    @torch.inference_mode()
-    def _generate(self, crops, windows: np.ndarray, reference: torch.Tensor) -> np.ndarray:
-        """uint8 (S, S, 3) crops + (n, W, D) windows -> (n, S, S, 3) float32 in [0, 255]."""
-        if not crops:
-            return np.zeros((0, self.size, self.size, 3), np.float32)
-        batch = torch.from_numpy(np.stack(crops)).to(self.device).permute(0, 3, 1, 2)
-        batch = batch.float() / 255.0  # (n, 3, S, S)
-        n = len(crops)
-        mask = self._mask.expand(n, -1, -1, -1)
-        audio = torch.from_numpy(np.ascontiguousarray(windows, np.float32)).to(self.device)
-        out = self.net(batch * (1 - mask), mask, audio, reference.expand(n, -1, -1, -1))
-        return (out * 255.0).permute(0, 2, 3, 1).float().cpu().numpy()  # (n, S, S, 3)
 
     # -- public entry points ---------------------------------------------------------------------
     def stream(
