@@ -15,7 +15,7 @@ from casync.contract import (
     load_generator,
     save_generator_checkpoint,
 )
-from casync.inference.synthesizer import build_front_end
+from casync.inference.front_end import build_front_end
 from casync.model import CASyncNet
 
 WHISPER = {"_target_": "casync.audio.WhisperFrontEnd", "feature_dim": 384, "window": 10}

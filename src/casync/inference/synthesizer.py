@@ -14,8 +14,6 @@ frame rate are the checkpoint's (see `casync.inference.source.choose_reference`)
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -23,25 +21,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
-from tqdm import tqdm
 
 from casync.audio.frontend import SAMPLE_RATE
 from casync.contract import (
     CheckpointError,
     CropGenerator,
     LoadedGenerator,
-    check_front_end,
     load_generator,
 )
 from casync.face import cut_crop, region_mask
 from casync.inference.blend import Blender
 from casync.inference.features import FrameFeatures
+from casync.inference.front_end import build_front_end
+from casync.inference.mp4 import SequentialFrames, driving_audio, encode
 from casync.inference.precision import build_generator
 from casync.inference.schedule import ping_pong
+from casync.inference.silence import NO_FACE, SilenceHold
 from casync.inference.source import SourceVideo, choose_reference, prepare_source
-from casync.media.audio import SILENCE_DBFS, load_audio
+from casync.media.audio import SILENCE_DBFS
 from casync.media.writer import VideoWriter, check_writable
 
 
@@ -53,32 +50,6 @@ class RenderedFrame:
     generated: np.ndarray  # (S, S, 3) uint8 network crop before blending
     silent: bool
     face_found: bool = True  # False: no face in the source frame, shown unchanged
-
-
-class _HoldState:
-    def __init__(self) -> None:
-        self.crop: np.ndarray | None = None  # the held crop of the current silent run
-
-
-def build_front_end(generator: LoadedGenerator, path: str | Path = "checkpoint"):
-    """The checkpoint's own audio front end, checked against what the network was trained on
-    (its cache's front-end description, e.g. the Whisper weights' hash, and its own input size)."""
-    config = dict(generator.audio_config)
-    if "_target_" not in config:
-        raise CheckpointError(f"checkpoint '{path}': its audio config has no _target_: {config}")
-    try:
-        front_end = instantiate(config, _convert_="all")
-    except InstantiationException as error:  # Hydra hides the front end's own clear message
-        raise (error.__cause__ or error) from None
-    check_front_end(
-        generator.front_end,
-        front_end.describe(),
-        f"checkpoint '{path}' was trained on",
-        f"the front end its audio config builds here ({config['_target_']})",
-        "the network, the checkpoint's audio config and the front end (its weights too) must "
-        "agree: infer with the front end the checkpoint was trained with",
-    )
-    return front_end
 
 
 class Synthesizer:
@@ -166,24 +137,24 @@ class Synthesizer:
                 raise ValueError("streaming needs the source frames: prepare(video) keeps them")
             frame_at = source.frames.__getitem__
         features = FrameFeatures(self.front_end, self.fps, self.silence_dbfs)
-        state, done, step = _HoldState(), 0, self.batch_size
+        hold, done, step = SilenceHold(), 0, self.batch_size
         reference: list[np.ndarray] = []
         for chunk in audio_chunks:
             features.push(chunk)
             ready = features.n_ready()
             while ready - done >= step:
                 yield from self._group(
-                    done, done + step, features, source, frame_at, state, reference
+                    done, done + step, features, source, frame_at, hold, reference
                 )
                 done += step
         features.finish()
         total = features.total_frames()
         while done < total:
             end = min(done + step, total)
-            yield from self._group(done, end, features, source, frame_at, state, reference)
+            yield from self._group(done, end, features, source, frame_at, hold, reference)
             done = end
 
-    def _group(self, j0, j1, features, source, frame_at, state, reference):
+    def _group(self, j0, j1, features, source, frame_at, hold, reference):
         windows, silent = features.take(j0, j1)
         features.release(j1)
         indices = ping_pong(j1, source.n_frames)[j0:j1]
@@ -194,35 +165,19 @@ class Synthesizer:
         ]
         if not reference:
             reference.append(self._reference(source))
-        # Which generated crop each frame shows: its own, or its silent run's first (-1: the run
-        # began in an earlier group and its crop is held in `state`; -2: no face, none).
-        owner, todo = np.empty(len(indices), np.int64), []
-        run = -1 if state.crop is not None else None
-        for i, quiet in enumerate(silent):
-            if not source.face_found[indices[i]]:
-                owner[i] = -2
-                continue
-            if quiet and run is not None:
-                owner[i] = run
-                continue
-            owner[i] = len(todo)
-            todo.append(i)
-            run = owner[i] if quiet else None
+        owner, todo = hold.plan(silent, source.face_found[indices])
         todo_crops = (
             np.stack([crops[i] for i in todo]) if todo else np.zeros((0, *crops[0].shape), np.uint8)
         )
         generated = self._generate(todo_crops, self._mask, windows[todo], reference[0])
         for i, s in enumerate(indices):
-            if owner[i] == -2:
+            if owner[i] == NO_FACE:
                 yield RenderedFrame(j0 + i, int(s), frames[i], crops[i], bool(silent[i]), False)
                 continue
-            crop = state.crop if owner[i] < 0 else generated[owner[i]]
+            crop = hold.shown(owner[i], generated)
             frame = self.blender(frames[i], crop, crops[i], source.transforms[s])
             yield RenderedFrame(j0 + i, int(s), frame, crop, bool(silent[i]))
-        if run is None:
-            state.crop = None
-        elif run >= 0:
-            state.crop = generated[run]
+        hold.finish(generated)
 
     # -- public entry points ---------------------------------------------------------------------
     def stream(
@@ -242,7 +197,7 @@ class Synthesizer:
         """Write the lip-synced MP4 and return a summary (frames, fps achieved, paths)."""
         started = time.perf_counter()
         output = check_writable(output, inputs=(video, audio))
-        waveform, mux_audio, mux_rate = _driving_audio(audio)
+        waveform, mux_audio, mux_rate = driving_audio(audio)
         n_out = int(round(len(waveform) / SAMPLE_RATE * self.fps))
         if n_out < 1:
             raise ValueError(f"driving audio {audio}: shorter than one frame at {self.fps:g} fps")
@@ -253,23 +208,15 @@ class Synthesizer:
         tracked = time.perf_counter()
         try:
             needed = min(n_out, source.n_frames)
-            frames = _Sequential(source.iter_frames(needed))
+            frames = SequentialFrames(source.iter_frames(needed))
             frame_at = frames.get if n_out <= source.n_frames else source.frames.__getitem__
             width, height = source.frame_size
             writer = VideoWriter(
                 output, self.fps, width, height, mux_audio, mux_rate, self.crf, self.preset,
                 display_matrix=source.display_matrix,
             )  # fmt: skip
-            silent = faceless = 0
-            with (
-                _Background(writer) as sink,
-                tqdm(total=n_out, unit="frame", desc="lip-sync", disable=not self.progress) as bar,
-            ):
-                for rendered in self.render([waveform], source, frame_at):
-                    sink.put(rendered.frame)
-                    silent += rendered.silent
-                    faceless += not rendered.face_found
-                    bar.update()
+            rendered = self.render([waveform], source, frame_at)
+            silent, faceless = encode(rendered, writer, n_out, self.progress)
             frames.close()
         finally:
             source.close()
@@ -289,75 +236,3 @@ class Synthesizer:
             "render_fps": n_out / max(time.perf_counter() - tracked, 1e-9),
             "track_seconds": tracked - started,
         }
-
-
-def _driving_audio(audio: str | Path | np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """(16 kHz mono for the features, audio to mux, its rate). A file is muxed at up to 48 kHz
-    so the soundtrack keeps its quality; an array is taken as 16 kHz mono."""
-    if isinstance(audio, np.ndarray):
-        waveform = np.asarray(audio, np.float32).reshape(-1)
-        return waveform, waveform, SAMPLE_RATE
-    import av
-
-    waveform = load_audio(audio, SAMPLE_RATE)
-    with av.open(str(audio)) as container:
-        rate = int(container.streams.audio[0].rate or SAMPLE_RATE)
-    rate = min(max(rate, SAMPLE_RATE), 48_000)
-    mux = waveform if rate == SAMPLE_RATE else load_audio(audio, rate)
-    return waveform, mux, rate
-
-
-class _Sequential:
-    """Random access over a forward-only frame iterator, for indices that only increase."""
-
-    def __init__(self, frames: Iterator[np.ndarray]) -> None:
-        self._frames, self._index, self._frame = frames, -1, None
-
-    def get(self, index: int) -> np.ndarray:
-        while self._index < index:
-            self._frame = next(self._frames)
-            self._index += 1
-        if index != self._index:
-            raise IndexError(f"frame {index} requested after frame {self._index}")
-        return self._frame
-
-    def close(self) -> None:
-        if hasattr(self._frames, "close"):
-            self._frames.close()
-
-
-class _Background:
-    """Encode in a thread (x264 and the muxer release the GIL) while the next batch renders."""
-
-    def __init__(self, writer: VideoWriter, maxsize: int = 32) -> None:
-        self.writer = writer
-        self._queue: queue.Queue = queue.Queue(maxsize)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while (frame := self._queue.get()) is not None:
-            if self._error is None:
-                try:
-                    self.writer.write(frame)
-                except BaseException as error:  # surfaced in the caller's thread
-                    self._error = error
-
-    def put(self, frame: np.ndarray) -> None:
-        if self._error is not None:
-            raise self._error
-        self._queue.put(frame)
-
-    def __enter__(self) -> _Background:
-        self._thread.start()
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self._queue.put(None)
-        self._thread.join()
-        if exc_type is not None or self._error is not None:
-            self.writer._abort()
-            if self._error is not None and exc_type is None:
-                raise self._error
-            return
-        self.writer.close()
