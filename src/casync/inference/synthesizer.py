@@ -215,8 +215,12 @@ class Synthesizer:
                 output, self.fps, width, height, mux_audio, mux_rate, self.crf, self.preset,
                 display_matrix=source.display_matrix,
             )  # fmt: skip
-            rendered = self.render([waveform], source, frame_at)
-            silent, faceless = encode(rendered, writer, n_out, self.progress)
+            try:  # until encode() owns the writer, a failure or SIGTERM must not leave its temp
+                rendered = self.render([waveform], source, frame_at)
+                silent, faceless = encode(rendered, writer, n_out, self.progress)
+            except BaseException:
+                writer._abort()
+                raise
             frames.close()
         finally:
             source.close()
