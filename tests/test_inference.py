@@ -216,7 +216,7 @@ def test_unreadable_audio_and_unwritable_output(good, tmp_path):
 def test_cli_reports_a_bad_input_without_a_traceback(good, tmp_path):
     command = [
         sys.executable, "-m", "casync.infer", f"checkpoint={tmp_path / 'nope.ckpt'}",
-        f"video={good['video']}", f"audio={good['audio']}", f"output={good['output']}",
+        f"video={good['video']}", f"driving_audio={good['audio']}", f"output={good['output']}",
         f"paths.log_dir={tmp_path / 'logs'}",
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)

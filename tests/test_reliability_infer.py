@@ -214,7 +214,7 @@ def test_sigterm_during_infer_leaves_no_temp(checkpoint, sample_dir, tmp_path):
     command = [
         sys.executable, "-m", "casync.infer", f"checkpoint={checkpoint}",
         f"video={sample_dir / 'video' / 'aoc_8s.mp4'}",
-        f"audio={sample_dir / 'audio' / 'jfk_11s.flac'}", f"output={output}",
+        f"driving_audio={sample_dir / 'audio' / 'jfk_11s.flac'}", f"output={output}",
         f"paths.log_dir={tmp_path / 'logs'}", "track_cache_dir=null", "progress=false",
     ]  # fmt: skip
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -258,10 +258,10 @@ def test_missing_inputs_name_the_infer_key_not_the_speaker_config(checkpoint, sp
         "audio": speech,
         "output": tmp_path / "o.mp4",
     }
-    for key in ("video", "audio"):
+    for key, named in (("video", "Check video="), ("audio", "Check driving_audio=")):
         with pytest.raises(MediaFileNotFoundError) as error:
             infer(infer_config(**{**good, key: tmp_path / "missing.mp4"}))
-        assert f"{key}=" in str(error.value) and "speaker config" not in str(error.value)
+        assert named in str(error.value) and "speaker config" not in str(error.value)
 
 
 def test_disk_full_names_the_file(tmp_path, monkeypatch):

@@ -17,6 +17,6 @@ start=$(date +%s)
 echo "train_seconds=$(( $(date +%s) - start ))" > "$out/timing.txt"
 ckpt="$out/train/checkpoints/last.ckpt"
 "$py" -m casync.evaluate "${common[@]}" "checkpoint=$ckpt" "paths.output_dir=$out" metrics.lpips=none progress=false > "$out/evaluate.log" 2>&1
-"$py" -m casync.infer "checkpoint=$ckpt" "video=$HELDOUT" "audio=$DRIVE" "output=$out/driven.mp4" "paths.cache_dir=$cache" progress=false > "$out/infer.log" 2>&1
+"$py" -m casync.infer "checkpoint=$ckpt" "video=$HELDOUT" "driving_audio=$DRIVE" "output=$out/driven.mp4" "paths.cache_dir=$cache" progress=false > "$out/infer.log" 2>&1
 "$py" "$root/experiments/tools/montage.py" "$out/montage.png" --video "real=$HELDOUT" --video "generated=$out/driven.mp4" --frames 14 >> "$out/infer.log" 2>&1
 echo "done $name: $(cat "$out/timing.txt")"

@@ -1,4 +1,4 @@
-"""`python -m casync.infer checkpoint=... video=... audio=... output=out.mp4`: compose
+"""`python -m casync.infer checkpoint=... video=... driving_audio=... output=out.mp4`: compose
 conf/infer.yaml, then `infer(cfg)`, which writes the lip-synced MP4 and returns a summary."""
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ def infer(cfg: DictConfig) -> dict:
     if missing:
         raise ValueError(
             f"missing {', '.join(missing)}: python -m casync.infer checkpoint=run.ckpt "
-            "video=speaker.mp4 audio=speech.wav output=out.mp4"
+            "video=speaker.mp4 driving_audio=speech.wav output=out.mp4"
         )
     check_input(cfg.video, "video", "a video of the checkpoint's speaker")
-    check_input(cfg.driving_audio, "audio", "the speech to lip-sync to")
+    check_input(cfg.driving_audio, "driving_audio", "the speech to lip-sync to")
     # Before minutes of work, not after; never over an input.
     check_writable(cfg.output, inputs=(cfg.video, cfg.driving_audio))
     generator = load_generator(cfg.checkpoint)
@@ -90,12 +90,6 @@ def summary_line(result: dict) -> str:
     )
 
 
-def rename_audio_argument(argv: list[str]) -> list[str]:
-    """`audio=X` -> `driving_audio=X`: `audio` names the front-end config group, so Hydra would
-    take `audio=speech.wav` for a group choice. The checkpoint fixes the front end here."""
-    return ["driving_audio=" + a[len("audio=") :] if a.startswith("audio=") else a for a in argv]
-
-
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="infer")
 def main(cfg: DictConfig) -> None:
     from casync.atomic import DiskFullError
@@ -115,5 +109,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    sys.argv = rename_audio_argument(sys.argv)
     main()
