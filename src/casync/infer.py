@@ -16,7 +16,6 @@ from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
 
 import casync.run_dir  # noqa: F401  (registers the resolvers hydra.run.dir uses)
 
@@ -92,19 +91,12 @@ def summary_line(result: dict) -> str:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="infer")
 def main(cfg: DictConfig) -> None:
-    from casync.atomic import DiskFullError
-    from casync.audio.frontend import MissingWeightsError
-    from casync.contract import CheckpointError
-    from casync.media import MediaError
+    from casync.cli import exit_on_bad_input
 
     # SIGTERM unwinds like Ctrl-C, so the half-written output's temp file is removed.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    expected = (ValueError, MediaError, CheckpointError, MissingMandatoryValue, DiskFullError)
-    try:
+    with exit_on_bad_input():
         result = infer(cfg)
-    except (*expected, MissingWeightsError) as error:
-        log.error("%s", error)  # a bad input, named in the message: no traceback
-        sys.exit(1)
     print(summary_line(result))
 
 

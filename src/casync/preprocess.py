@@ -59,7 +59,10 @@ def preprocess(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="preprocess")
 def main(cfg: DictConfig) -> None:
-    preprocess(cfg)
+    from casync.cli import exit_on_bad_input
+
+    with exit_on_bad_input():
+        preprocess(cfg)
 
 
 if __name__ == "__main__":

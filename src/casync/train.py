@@ -101,7 +101,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics = train(cfg)
+    from casync.cli import exit_on_bad_input
+
+    with exit_on_bad_input():
+        metrics = train(cfg)
     objective = cfg.get("optimized_metric")
     return metrics.get(objective) if objective else None
 
