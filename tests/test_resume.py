@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import DictConfig, open_dict
-from test_training import compose_train, tiny_overrides
-
-from casync.train import train
+from test_training import compose_train, tiny_overrides, train_until
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,17 +30,7 @@ def run_every_step_checkpointed(
         cfg.callbacks.model_checkpoint.monitor = None
         cfg.callbacks.model_checkpoint.save_top_k = 0
         cfg.callbacks.model_checkpoint.every_n_train_steps = 1
-        if interrupt_at is not None:
-            cfg.callbacks.interrupt = {
-                "_target_": "test_training.InterruptAfterStep",
-                "step": interrupt_at,
-            }
-    if interrupt_at is None:
-        train(cfg)
-    else:
-        with pytest.raises(SystemExit):
-            train(cfg)
-    return Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    return train_until(cfg, interrupt_at)
 
 
 def test_mid_epoch_resume_is_exact(aoc_cache, tmp_path):

@@ -215,6 +215,12 @@ def run_checkpointed(
     cfg.trainer.check_val_every_n_epoch = 1
     cfg.ckpt_path = ckpt_path
     cfg.data.augment = False
+    return train_until(cfg, interrupt_at)
+
+
+def train_until(cfg: DictConfig, interrupt_at: int | None = None) -> Path:
+    """Train `cfg`, killed (as a job would be) after `interrupt_at` steps when given -> the
+    run's `last.ckpt`."""
     if interrupt_at is None:
         train(cfg)
     else:
