@@ -61,6 +61,16 @@ def load_vgg16_features(weights: str) -> nn.Sequential:
     return model.features[: VGG_LAYERS[-1] + 1]
 
 
+def outputs_at(layers: nn.Sequential, x: torch.Tensor, indices: tuple[int, ...]) -> list:
+    """Run `x` through `layers` in turn -> the outputs of the layers at `indices`."""
+    features = []
+    for index, layer in enumerate(layers):
+        x = layer(x)
+        if index in indices:
+            features.append(x)
+    return features
+
+
 class VGG16Features(nn.Module):
     """VGG16's activations at `VGG_LAYERS`."""
 
@@ -69,12 +79,7 @@ class VGG16Features(nn.Module):
         self.layers = load_vgg16_features(weights)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        features = []
-        for index, layer in enumerate(self.layers):
-            x = layer(x)
-            if index in VGG_LAYERS:
-                features.append(x)
-        return features
+        return outputs_at(self.layers, x, VGG_LAYERS)
 
 
 def load_efficientnet_lite0() -> nn.Module:
@@ -111,13 +116,7 @@ class EfficientNetLite0Features(nn.Module):
         self.blocks = model._blocks[: EFFICIENTNET_BLOCKS[-1] + 1]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem(x)  # (B, 32, H/2, W/2)
-        features = []
-        for index, block in enumerate(self.blocks):
-            x = block(x)
-            if index in EFFICIENTNET_BLOCKS:
-                features.append(x)
-        return features
+        return outputs_at(self.blocks, self.stem(x), EFFICIENTNET_BLOCKS)  # stem: (B, 32, H/2, W/2)
 
 
 class PerceptualLoss(nn.Module):
