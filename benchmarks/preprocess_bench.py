@@ -30,7 +30,8 @@ SAMPLE = REPO.parent / "shared" / "data" / "video" / "aoc_8s.mp4"
 def bench_frames(path: Path) -> dict[str, float]:
     """Decode alone, mesh alone, and the preprocessing pass: decode (background thread) + face
     mesh + fixed-lag smoothing + crop, in one pass over the video."""
-    from casync.data.pipeline import PipelineSettings, track_and_cut_crops
+    from casync.data.extract import track_and_cut_crops
+    from casync.data.pipeline import PipelineSettings
     from casync.face import FaceTracker
     from casync.media.video import iter_frames
 

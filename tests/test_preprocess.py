@@ -16,10 +16,12 @@ from clips import sample_audio, sample_frames, write_clip
 from conftest import compose_config
 
 import casync.data.pipeline as pipeline
+import casync.data.staging as staging
 from casync.audio import MelFrontEnd, frame_windows
 from casync.data.cache import CacheBusyError, CacheError, open_cache, speaker_lock
-from casync.data.source_checks import TruncatedError
+from casync.data.source_checks import TooShortError, TruncatedError
 from casync.face import LIPS, cut_crop, transform_points
+from casync.face.track import NoFaceError
 from casync.inference.features import FrameFeatures
 from casync.media import (
     MediaFileNotFoundError,
@@ -151,19 +153,19 @@ def test_interrupted_runs_never_read_as_valid_and_resume(tmp_path, sample_dir, m
 
     # Killed while committing (sources swapped, meta.json not yet written): not valid either.
     write_clip(clip, sample_frames(grid, 55), audio=sample_audio(grid, 2.2))
-    real_write = pipeline.write_json_atomic
+    real_write = staging.write_json_atomic
 
     def no_meta(path, data):
         if path.name == "meta.json":
             raise KeyboardInterrupt
         real_write(path, data)
 
-    monkeypatch.setattr(pipeline, "write_json_atomic", no_meta)
+    monkeypatch.setattr(staging, "write_json_atomic", no_meta)
     with pytest.raises(KeyboardInterrupt):
         run(cache, [grid, clip])
     with pytest.raises(CacheError):
         open_cache(cache, "alice")
-    monkeypatch.setattr(pipeline, "write_json_atomic", real_write)
+    monkeypatch.setattr(staging, "write_json_atomic", real_write)
     assert run(cache, [grid, clip])["sources"] == {
         "a": "skipped (unchanged)",
         "b": "skipped (unchanged)",
@@ -185,9 +187,9 @@ def bad_inputs(tmp: Path, sample_dir: Path) -> dict[str, tuple[Path, type, str]]
         "silent": (write_clip(tmp / "silent.mp4", frames, audio=np.zeros_like(audio)),
                    SilentAudioError, "silent"),
         "no face": (write_clip(tmp / "wall.mp4", [np.full((96, 96, 3), 100, np.uint8)] * 60,
-                               audio=audio), pipeline.NoFaceError, "no face found in any frame"),
+                               audio=audio), NoFaceError, "no face found in any frame"),
         "too short": (write_clip(tmp / "short.mp4", frames[:25], audio=audio[:16000]),
-                      pipeline.TooShortError, "only 1.00 s"),
+                      TooShortError, "only 1.00 s"),
     }  # fmt: skip
 
 
@@ -240,7 +242,7 @@ def test_command_line_with_overrides(tmp_path, sample_dir):
 def test_faceless_frames_are_cached_counted_and_never_trained_on(tmp_path, sample_dir):
     """Real footage has frames without a face (a cut, a hand): preprocessing keeps going, the
     quality report counts them, and the Dataset never serves them as targets."""
-    from casync.data.datamodule import CacheDataset
+    from casync.data.dataset import CacheDataset
 
     source = sample_dir / "video" / "grid_s_pwij3p.mpg"
     frames = sample_frames(source)

@@ -14,7 +14,8 @@ import torch
 
 from casync.audio import FrameFeatures, MissingWeightsError, WhisperFrontEnd
 from casync.audio.whisper import bundled_model_dir
-from casync.data.pipeline import PipelineSettings, _write_audio
+from casync.data.extract import write_audio
+from casync.data.pipeline import PipelineSettings
 from casync.media.audio import load_audio
 
 SR = 16_000
@@ -115,7 +116,7 @@ def streamed(front_end, audio: np.ndarray, cuts: np.ndarray, n: int):
 
 def test_cache_batch_and_stream_agree_bit_for_bit(whisper, jfk, tmp_path):
     audio = jfk[: int(2.4 * SR)]
-    _write_audio(tmp_path, audio, 60, whisper, PipelineSettings())
+    write_audio(tmp_path, audio, 60, whisper, PipelineSettings())
     cache = np.load(tmp_path / "audio.npy")
     batch = FrameFeatures(whisper)
     batch.push(audio)
