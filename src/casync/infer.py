@@ -67,6 +67,7 @@ def infer(cfg: DictConfig) -> dict:
         preset=cfg.encoder.preset,
         progress=cfg.progress,
         precision=cfg.precision,
+        face_cache_mb=cfg.face_cache_mb,
     )
     return synthesizer.synthesize(cfg.video, cfg.driving_audio, cfg.output)
 

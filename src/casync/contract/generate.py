@@ -3,8 +3,9 @@ evaluation and inference alike (training feeds `network_inputs`' float form from
 
 uint8 (N, S, S, 3) crops -> float32 (N, 3, S, S) in [0, 1]; the mask (1 = the region to
 regenerate, fixed in crop coordinates) blanks that region (`masked = crop * (1 - mask)`); the
-network (a `CASyncNet`, or any callable of the same four inputs, e.g. an `inference.precision`
-generator) fills it; its output is clamped to [0, 1] and rounded back to uint8.
+network (a `CASyncNet` or an `inference.precision` generator: its halves `encode_face` and
+`decode`, which `encode`/`decode` expose) fills it; its output is clamped to [0, 1] and rounded
+back to uint8.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 Network = Callable[..., torch.Tensor]  # (masked, mask, audio, reference) -> (N, 3, S, S)
+# ... with .encode_face(masked, mask, reference) and .decode(bottleneck, skips, audio)
 
 
 def to_float(crops: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -55,10 +57,24 @@ class CropGenerator:
         the network made it."""
         if len(crops) == 0:
             return np.zeros((0, *np.shape(crops)[1:]), np.uint8)
+        return self.decode(self.encode(crops, masks, references), windows)
+
+    @torch.inference_mode()
+    def encode(
+        self, crops: np.ndarray, masks: np.ndarray, references: np.ndarray
+    ) -> list[torch.Tensor]:
+        """The audio-independent half of `__call__` (same inputs, no windows): the network's
+        face features [bottleneck, *skips], each (N, C, h, w) on the device."""
         real = to_float(np.asarray(crops), self.device)
         mask = torch.from_numpy(np.ascontiguousarray(masks)).to(self.device).float()
         mask = mask[None, None] if mask.ndim == 2 else mask[:, None]  # (1 or N, 1, S, S)
         masked, mask = network_inputs(real, mask)
-        audio = torch.from_numpy(np.ascontiguousarray(windows, np.float32)).to(self.device)
         reference = to_float(np.asarray(references), self.device).expand(len(real), -1, -1, -1)
-        return to_pixels(self.net(masked, mask, audio, reference))
+        bottleneck, skips = self.net.encode_face(masked, mask, reference)
+        return [bottleneck, *skips]
+
+    @torch.inference_mode()
+    def decode(self, features: list[torch.Tensor], windows: np.ndarray) -> np.ndarray:
+        """`encode`'s features (N frames) + their windows (N, W, D) -> (N, S, S, 3) uint8."""
+        audio = torch.from_numpy(np.ascontiguousarray(windows, np.float32)).to(self.device)
+        return to_pixels(self.net.decode(features[0], list(features[1:]), audio))

@@ -6,6 +6,11 @@ it with onnxruntime.
 Inputs (float32, batch axis dynamic): masked (B,3,S,S), mask (B,1,S,S), audio (B,W,D) and, for
 models built with a reference, reference (B,3,S,S). Output: crop (B,3,S,S) in [0, 1].
 The audio front end (log-mel or HuBERT) stays outside the graph, as in `Synthesizer`.
+
+`export_halves` writes the same network as two graphs, as `CASyncNet.encode_face` and `decode`
+split it (the int8 path runs them, so a looping source's face features can be reused): the face
+encoder (masked, mask[, reference] -> bottleneck, skip0..skipN) and the rest (bottleneck,
+skip0..skipN, audio -> crop).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from casync.model import CASyncNet
 
@@ -31,21 +37,70 @@ def export_onnx(
 ) -> Path:
     """Write `net` (eval mode, CPU, fp32) to `path` with a dynamic batch axis; checks the graph.
     `names`: the inputs' names, for another network with `example_inputs` (the benchmark's peer)."""
+    net = net.eval().cpu()
+    names = names or input_names(net)
+    return _export(net, net.example_inputs(2), path, names, ["crop"], opset)
+
+
+class FaceHalf(nn.Module):
+    """`CASyncNet.encode_face` with flat outputs (ONNX has no lists)."""
+
+    def __init__(self, net: CASyncNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        bottleneck, skips = self.net.encode_face(*inputs)
+        return bottleneck, *skips
+
+
+class DecoderHalf(nn.Module):
+    """`CASyncNet.decode` with flat inputs: bottleneck, skip0..skipN (high-res first), audio."""
+
+    def __init__(self, net: CASyncNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, bottleneck: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+        return self.net.decode(bottleneck, list(rest[:-1]), rest[-1])
+
+
+def feature_names(net: CASyncNet) -> list[str]:
+    """The face encoder's outputs: bottleneck, then one skip per decoder block (high-res first)."""
+    return ["bottleneck"] + [f"skip{i}" for i in range(len(net.decoder.up_blocks))]
+
+
+def export_halves(net: CASyncNet, folder: str | Path, opset: int = OPSET) -> tuple[Path, Path]:
+    """Write `net` as two graphs in `folder` (face.onnx, decode.onnx); see the module doc."""
+    net = net.eval().cpu()
+    masked, mask, audio, *reference = net.example_inputs(2)
+    faces = input_names(net)
+    faces.remove("audio")
+    features = feature_names(net)
+    face = _export(FaceHalf(net), (masked, mask, *reference), Path(folder) / "face.onnx",
+                   faces, features, opset)  # fmt: skip
+    with torch.inference_mode():
+        bottleneck, skips = net.encode_face(masked, mask, *reference)
+    decode = _export(DecoderHalf(net), (bottleneck, *skips, audio), Path(folder) / "decode.onnx",
+                     [*features, "audio"], ["crop"], opset)  # fmt: skip
+    return face, decode
+
+
+def _export(module, inputs, path, names: list[str], outputs: list[str], opset: int) -> Path:
+    """torch.onnx.export with a dynamic batch axis on every input and output; checks the graph."""
     import onnx
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    net = net.eval().cpu()
-    names = names or input_names(net)
-    axes = {name: {0: "batch"} for name in [*names, "crop"]}
+    axes = {name: {0: "batch"} for name in [*names, *outputs]}
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")  # TorchScript-exporter deprecation chatter
         torch.onnx.export(
-            net,
-            net.example_inputs(2),
+            module,
+            tuple(inputs),
             str(path),
             input_names=names,
-            output_names=["crop"],
+            output_names=outputs,
             dynamic_axes=axes,
             opset_version=opset,
             dynamo=False,  # the TorchScript exporter: no onnxscript dependency
@@ -55,7 +110,8 @@ def export_onnx(
 
 
 class OnnxGenerator:
-    """The exported generator on onnxruntime: same call signature as `CASyncNet`, numpy in/out."""
+    """An exported graph on onnxruntime, numpy in/out: called, the whole generator's signature
+    and its crop; `run` gives every output (the face half's features)."""
 
     def __init__(self, path: str | Path, threads: int = 0) -> None:
         import onnxruntime as ort
@@ -69,11 +125,14 @@ class OnnxGenerator:
         self.names = [i.name for i in self.session.get_inputs()]
 
     def __call__(self, *inputs: np.ndarray) -> np.ndarray:
+        return self.run(*inputs)[0]
+
+    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
         feeds = {
             name: np.ascontiguousarray(x, np.float32)
             for name, x in zip(self.names, inputs, strict=True)
         }
-        return self.session.run(["crop"], feeds)[0]
+        return self.session.run(None, feeds)
 
 
 def main(argv: list[str] | None = None) -> None:

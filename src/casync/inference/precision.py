@@ -4,10 +4,14 @@ stream, resolved against the hardware and turned into a generator callable.
 - fp32: the network itself (channels-last weights, oneDNN's fast layout).
 - bf16: the network's weights and activations in bfloat16 (CUDA, or a CPU with AVX512-BF16 or
   AMX: without them PyTorch emulates bf16 and is slower than fp32). Output returned as float32.
-- int8: the exported generator (`onnx_export`) statically quantized by ONNX Runtime (QDQ,
-  per-channel int8 weights, uint8 activations calibrated on the first batch it is called with),
-  run by onnxruntime on the CPU with VNNI dot products. Quantizing takes about a minute, so the
-  quantized graph is kept in `cache_dir`, keyed by the weights' hash.
+- int8: the generator exported as two graphs (`onnx_export.export_halves`: the face encoder; the
+  audio encoder, fusion and decoder), each statically quantized by ONNX Runtime (QDQ, per-channel
+  int8 weights, uint8 activations calibrated on the first batch that half is called with), run
+  by onnxruntime on the CPU with VNNI dot products. Quantizing takes about a minute, so the
+  quantized graphs are kept in `cache_dir`, keyed by the weights' hash.
+
+Every generator has the network's signature and its two halves, `encode_face` and `decode`
+(`CASyncNet`'s), so a looping source's face features can be cached (`inference.face_cache`).
 
 A precision the hardware cannot run fast falls back to fp32 with a logged reason
 (`resolve_precision`); a name that is not a precision is an error.
@@ -33,6 +37,7 @@ PRECISIONS = ("fp32", "bf16", "int8")
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # native bf16 dot products on x86
 INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # int8 dot products (onnxruntime's MLAS)
 Generator = Callable[..., torch.Tensor]
+HALVES = ("face", "decode")  # the int8 graphs, as `export_halves` writes them
 
 
 @functools.cache
@@ -93,6 +98,15 @@ class Bf16Generator:
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self.net(*(x.to(torch.bfloat16) for x in inputs)).float()
 
+    def encode_face(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The features in bfloat16 (what `decode` takes)."""
+        return self.net.encode_face(*(x.to(torch.bfloat16) for x in inputs if x is not None))
+
+    def decode(self, bottleneck, skips: list[torch.Tensor], audio: torch.Tensor) -> torch.Tensor:
+        bf16 = torch.bfloat16
+        skips = [x.to(bf16) for x in skips]
+        return self.net.decode(bottleneck.to(bf16), skips, audio.to(bf16)).float()
+
 
 def weights_hash(net: torch.nn.Module) -> str:
     """sha256 of the network's parameters and buffers (names, shapes and values)."""
@@ -104,36 +118,75 @@ def weights_hash(net: torch.nn.Module) -> str:
 
 
 class Int8Generator:
-    """ONNX Runtime int8 (static QDQ) of the exported generator, calibrated on the first call.
+    """ONNX Runtime int8 (static QDQ) of the generator's two halves, each calibrated on its first
+    call (see the module doc).
 
-    The quantized graph is stored in `cache_dir` (a temporary folder when None) as
-    `generator-<weights hash>.int8.onnx` and reused by later runs of the same weights."""
+    The quantized graphs are stored in `cache_dir` (a temporary folder when None) as
+    `generator-<weights hash>.{face,decode}.int8.onnx` and reused by later runs of the weights."""
 
     def __init__(self, net: CASyncNet, cache_dir: str | Path | None = None) -> None:
         self.net = net.eval().cpu()
         if cache_dir is None:
             self._temp = tempfile.TemporaryDirectory(prefix="casync-int8-")
             cache_dir = self._temp.name
-        self.path = Path(cache_dir) / f"generator-{weights_hash(self.net)[:16]}.int8.onnx"
-        self.session = None
+        stem = f"generator-{weights_hash(self.net)[:16]}"
+        self.paths = {half: Path(cache_dir) / f"{stem}.{half}.int8.onnx" for half in HALVES}
+        self.sessions: dict = {}
 
-    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+    def __call__(self, masked, mask, audio, reference=None) -> torch.Tensor:
+        return self.decode(*self.encode_face(masked, mask, reference), audio)
+
+    def encode_face(self, masked, mask, reference=None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        inputs = [masked, mask] + ([reference] if self.net.use_reference else [])
+        bottleneck, *skips = self._run("face", inputs)
+        return bottleneck, skips
+
+    def decode(self, bottleneck, skips: list[torch.Tensor], audio: torch.Tensor) -> torch.Tensor:
+        (crop,) = self._run("decode", [bottleneck, *skips, audio])
+        return crop
+
+    def _run(self, half: str, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
         from casync.inference.onnx_export import OnnxGenerator
 
         arrays = [x.detach().float().cpu().numpy() for x in inputs]
-        if self.session is None:
-            if not self.path.is_file():
-                quantize_generator(self.net, self.path, arrays)
-            self.session = OnnxGenerator(self.path, threads=torch.get_num_threads())
-        return torch.from_numpy(self.session(*arrays)).to(inputs[0].device)
+        if half not in self.sessions:
+            if not self.paths[half].is_file():
+                quantize_half(self.net, half, self.paths[half], arrays)
+            self.sessions[half] = OnnxGenerator(self.paths[half], threads=torch.get_num_threads())
+        outputs = self.sessions[half].run(*arrays)
+        return [torch.from_numpy(y).to(inputs[0].device) for y in outputs]
+
+
+def quantize_half(net: CASyncNet, half: str, path: Path, calibration: list[np.ndarray]) -> Path:
+    """Export `net`'s two halves, quantize `half` (face | decode) to `path`, calibrated on one
+    batch of that half's inputs."""
+    from casync.inference.onnx_export import export_halves
+
+    log.info("quantizing the generator's %s half to int8 (once per checkpoint): %s", half, path)
+    with tempfile.TemporaryDirectory(prefix="casync-export-") as work:
+        fp32 = dict(zip(HALVES, export_halves(net, work), strict=True))[half]
+        return quantize_graph(fp32, path, calibration)
 
 
 def quantize_generator(
-    net: CASyncNet, path: Path, calibration: list[np.ndarray], names: list[str] | None = None
+    net: torch.nn.Module, path: Path, calibration: list[np.ndarray], names: list[str] | None = None
 ) -> Path:
-    """Export `net`, quantize it statically (int8 per-channel weights, uint8 activations whose
-    ranges come from running `calibration`, one batch of the generator's inputs) to `path`.
-    `names`: the inputs' names for a network other than CASync (see `export_onnx`)."""
+    """Export the whole of `net` (`export_onnx`) and quantize it to `path`, calibrated on one
+    batch of its inputs. `names`: the inputs' names for a network other than CASync (the
+    benchmark's peer)."""
+    from casync.inference.onnx_export import export_onnx
+
+    log.info("quantizing the generator to int8: %s", path)
+    with tempfile.TemporaryDirectory(prefix="casync-export-") as work:
+        fp32 = export_onnx(net, Path(work) / "generator.onnx", names=names)
+        return quantize_graph(fp32, path, calibration)
+
+
+def quantize_graph(fp32: Path, path: Path, calibration: list[np.ndarray]) -> Path:
+    """Quantize the ONNX graph `fp32` statically to `path` (written atomically): int8
+    per-channel weights, uint8 activations whose ranges come from running `calibration`, one
+    batch of the graph's inputs in order."""
+    import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -141,9 +194,7 @@ def quantize_generator(
         quantize_static,
     )
 
-    from casync.inference.onnx_export import export_onnx, input_names
-
-    names = names or input_names(net)
+    names = [i.name for i in onnx.load(str(fp32), load_external_data=False).graph.input]
 
     class _Batch(CalibrationDataReader):
         def __init__(self) -> None:
@@ -152,18 +203,15 @@ def quantize_generator(
         def get_next(self) -> dict | None:
             return next(self._feeds, None)
 
-    log.info("quantizing the generator to int8 (once per checkpoint): %s", path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="casync-export-") as work:
-        fp32 = export_onnx(net, Path(work) / "generator.onnx", names=names)
-        with atomic_path(path, suffix=".onnx") as temp:
-            quantize_static(
-                str(fp32),
-                str(temp),
-                _Batch(),
-                quant_format=QuantFormat.QDQ,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                per_channel=True,
-            )
+    with atomic_path(path, suffix=".onnx") as temp:
+        quantize_static(
+            str(fp32),
+            str(temp),
+            _Batch(),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+        )
     return path

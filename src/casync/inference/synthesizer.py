@@ -31,6 +31,7 @@ from casync.contract import (
 )
 from casync.face import cut_crop, region_mask
 from casync.inference.blend import Blender
+from casync.inference.face_cache import FaceFeatureCache, source_key
 from casync.inference.features import FrameFeatures
 from casync.inference.front_end import build_front_end
 from casync.inference.mp4 import SequentialFrames, driving_audio, encode
@@ -67,6 +68,7 @@ class Synthesizer:
         preset: str = "veryfast",
         progress: bool = True,
         precision: str = "fp32",
+        face_cache_mb: float = 1024,
     ) -> None:
         self.generator = generator
         self.front_end = front_end if front_end is not None else build_front_end(generator)
@@ -82,6 +84,8 @@ class Synthesizer:
         self.track_cache_dir = track_cache_dir
         self.crf, self.preset, self.progress = crf, preset, progress
         self._generate = CropGenerator(self.net, self.device)
+        # A looping source's face features, reused on every pass after the first (0: off).
+        self.face_cache = FaceFeatureCache(face_cache_mb)
         self._mask = region_mask(self.size)  # (S, S), the preprocessing's region
         self.source: SourceVideo | None = None
         self.reference_used: str | None = None  # what the last render took as its reference
@@ -165,11 +169,10 @@ class Synthesizer:
         ]
         if not reference:
             reference.append(self._reference(source))
+            self.face_cache.bind(source_key(source.sha256, source.transforms, reference[0]))
         owner, todo = hold.plan(silent, source.face_found[indices])
-        todo_crops = (
-            np.stack([crops[i] for i in todo]) if todo else np.zeros((0, *crops[0].shape), np.uint8)
-        )
-        generated = self._generate(todo_crops, self._mask, windows[todo], reference[0])
+        todo_crops = [crops[i] for i in todo]
+        generated = self._generate_cached(todo_crops, indices[todo], windows[todo], reference[0])
         for i, s in enumerate(indices):
             if owner[i] == NO_FACE:
                 yield RenderedFrame(j0 + i, int(s), frames[i], crops[i], bool(silent[i]), False)
@@ -178,6 +181,18 @@ class Synthesizer:
             frame = self.blender(frames[i], crop, crops[i], source.transforms[s])
             yield RenderedFrame(j0 + i, int(s), frame, crop, bool(silent[i]))
         hold.finish(generated)
+
+    def _generate_cached(self, crops, frames, windows, reference) -> np.ndarray:
+        """Generated crops of source `frames`: face features from the cache where kept, the
+        rest encoded in one batch; then all decoded with their audio `windows`."""
+        if not crops:
+            return np.zeros((0, self.size, self.size, 3), np.uint8)
+
+        def encode(missing: list[int]) -> list[torch.Tensor]:
+            batch = np.stack([crops[i] for i in missing])
+            return self._generate.encode(batch, self._mask, reference)
+
+        return self._generate.decode(self.face_cache.features(frames, encode), windows)
 
     # -- public entry points ---------------------------------------------------------------------
     def stream(

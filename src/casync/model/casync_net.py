@@ -64,6 +64,28 @@ class CASyncNet(nn.Module):
         self.fusion = Fusion(enc[-1], fusion_width, fusion_heads, fusion_depth, bottleneck**2)
         self.decoder = Decoder(enc, dec, decoder_res_blocks)
 
+    def encode_face(
+        self, masked: torch.Tensor, mask: torch.Tensor, reference: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The audio-independent half: masked (B,3,H,W) and reference (B,3,H,W) in [0,1], mask
+        (B,1,H,W) -> (bottleneck, skips high-res first), as `FaceEncoder` returns them. A looping
+        source shows the same frame again and again: its features can be kept and reused."""
+        inputs = [masked, mask]
+        if self.use_reference:
+            if reference is None:
+                raise ValueError("this model was built with use_reference=True: pass reference")
+            inputs.append(reference)
+        return self.face_encoder(torch.cat(inputs, dim=1))
+
+    def decode(
+        self, bottleneck: torch.Tensor, skips: list[torch.Tensor], audio: torch.Tensor
+    ) -> torch.Tensor:
+        """The audio half: `encode_face`'s features + audio (B, window, feature_dim) -> the
+        generated crop (B,3,H,W) in [0,1]."""
+        audio_tokens = self.audio_encoder(audio)  # (B, W, fusion_dim)
+        fused = self.fusion(bottleneck, audio_tokens)
+        return self.decoder(fused, skips)
+
     def forward(
         self,
         masked: torch.Tensor,
@@ -73,15 +95,7 @@ class CASyncNet(nn.Module):
     ) -> torch.Tensor:
         """masked (B,3,H,W) and reference (B,3,H,W) in [0,1]; mask (B,1,H,W), 1 = regenerate;
         audio (B, window, feature_dim). Returns the generated crop (B,3,H,W) in [0,1]."""
-        inputs = [masked, mask]
-        if self.use_reference:
-            if reference is None:
-                raise ValueError("this model was built with use_reference=True: pass reference")
-            inputs.append(reference)
-        bottleneck, skips = self.face_encoder(torch.cat(inputs, dim=1))
-        audio_tokens = self.audio_encoder(audio)  # (B, W, fusion_dim)
-        fused = self.fusion(bottleneck, audio_tokens)
-        return self.decoder(fused, skips)
+        return self.decode(*self.encode_face(masked, mask, reference), audio)
 
     def example_inputs(self, batch_size: int = 1) -> tuple[torch.Tensor, ...]:
         """Random inputs of the right shapes (profiling, export, tests)."""
