@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from casync.face import cut_crop, params_to_transform
+from casync.face import cut_crop, params_to_transform, stored_mask
 from casync.inference import Blender, ping_pong
 
 
@@ -26,9 +26,9 @@ def _scene():
 
 def test_paste_back_changes_only_the_feathered_region():
     frame, transform = _scene()
-    blender = Blender(160, feather=5.0, color_match=False)
+    blender = Blender(stored_mask(160), feather=5.0, color_match=False)
     generated = np.full((160, 160, 3), 255.0, np.float32)
-    out = blender(frame, generated, cut_crop(frame, transform), transform)
+    out = blender(frame, generated, cut_crop(frame, transform, 160), transform)
     size = (frame.shape[1], frame.shape[0])
     reach = cv2.warpAffine(blender.alpha, transform, size, flags=cv2.WARP_INVERSE_MAP) > 0
     reach = cv2.dilate(reach.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
@@ -41,9 +41,9 @@ def test_paste_back_changes_only_the_feathered_region():
 
 def test_colour_matching_removes_a_cast_in_the_ring():
     frame, transform = _scene()
-    source = cut_crop(frame, transform)
+    source = cut_crop(frame, transform, 160)
     cast = np.clip(source.astype(np.float32) + np.array([40.0, -10.0, 5.0]), 0, 255)
-    blender = Blender(160)
+    blender = Blender(stored_mask(160))
     matched = blender.match_colour(cast, source)
     ring = blender.ring
     before = np.abs(cast[ring].mean(0) - source[ring].mean(0)).max()

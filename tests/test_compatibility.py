@@ -15,6 +15,7 @@ from casync.contract import (
     load_generator,
     save_generator_checkpoint,
 )
+from casync.face import stored_mask
 from casync.inference.front_end import build_front_end
 from casync.model import CASyncNet
 
@@ -32,7 +33,7 @@ def schedules() -> tuple[dict, dict]:
 def whisper_checkpoint(tmp_path, schedules):
     torch.manual_seed(0)
     path = tmp_path / "whisper.ckpt"
-    contract = GeneratorContract(25.0, 160, front_end=schedules[0])
+    contract = GeneratorContract(25.0, 160, front_end=schedules[0], mask=stored_mask(160))
     save_generator_checkpoint(path, CASyncNet(**MODEL), MODEL, WHISPER, contract)
     return path
 

@@ -20,6 +20,7 @@ from casync.data.cache import CacheError, open_cache
 from casync.data.split import split_ranges
 from casync.evaluate import evaluate
 from casync.evaluation.runner import composite, held_out_range
+from casync.face import stored_mask
 from casync.model import CASyncNet
 
 MEL = {"_target_": "casync.audio.MelFrontEnd", "n_mels": 80, "window": 10, "feature_dim": 80}
@@ -79,7 +80,7 @@ class IgnoresAudioNet(torch.nn.Module):
 def fake_generator(net: torch.nn.Module, reference: np.ndarray) -> LoadedGenerator:
     real = CASyncNet(**TINY)  # only its audio shape attributes are read by the front-end check
     net.audio_feature_dim, net.audio_window = real.audio_feature_dim, real.audio_window
-    return LoadedGenerator(net, TINY, MEL, reference, 25.0, 160)
+    return LoadedGenerator(net, TINY, MEL, reference, 25.0, 160, mask=stored_mask(160))
 
 
 def test_held_out_range_is_the_training_split_and_shifts_read_outside_it(aoc_cache):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -18,13 +19,21 @@ from test_evaluate import eval_config
 from test_inference import MEL, TINY
 from test_training import compose_train, run_checkpointed, tiny_overrides
 
-from casync.contract import CheckpointError, load_generator, save_generator_checkpoint
+import casync.face.crop as face_crop
+from casync.contract import (
+    CheckpointError,
+    generator_contract,
+    load_generator,
+    save_generator_checkpoint,
+)
 from casync.data import CASyncDataModule
 from casync.data.cache import open_cache
 from casync.data.reference import closed_mouth_frame
 from casync.evaluate import evaluate
+from casync.face import feathered, stored_mask
 from casync.inference import Synthesizer
 from casync.inference.source import choose_reference
+from casync.media.audio import load_audio
 from casync.model import CASyncNet
 from casync.preprocess import preprocess
 from casync.train import train
@@ -107,7 +116,8 @@ def test_an_unknown_video_gets_its_own_closed_mouth_frame(two_source_run, sample
     assert what == f"closed-mouth frame {frame} of the video"
     from casync.face import cut_crop
 
-    np.testing.assert_array_equal(crop, cut_crop(video.frames[frame], video.transforms[frame]))
+    expected = cut_crop(video.frames[frame], video.transforms[frame], synth.size)
+    np.testing.assert_array_equal(crop, expected)
 
 
 class ReferenceNet(torch.nn.Module):
@@ -190,3 +200,72 @@ def test_evaluate_refuses_a_held_out_range_that_reaches_into_training(aoc_cache,
         evaluate(cfg)
     assert not (tmp_path / "out" / "metrics.json").exists()
     assert json.loads((root / speaker / "meta.json").read_text())["fps"] == 25.0
+
+
+# -- the region mask (issue 12): the network's mask input comes from the checkpoint ---------------
+class MaskNet(torch.nn.Module):
+    """Paints the mask it is fed: the generated crop shows which mask inference used."""
+
+    audio_feature_dim, audio_window = MEL["feature_dim"], MEL["window"]
+
+    def forward(self, masked, mask, audio, reference):
+        return self.decode(*self.encode_face(masked, mask, reference), audio)
+
+    def encode_face(self, masked, mask, reference):  # the halves CropGenerator may call
+        return mask, []
+
+    def decode(self, bottleneck, skips, audio):
+        return bottleneck.expand(-1, 3, -1, -1)
+
+
+def test_inference_masks_with_the_mask_training_was_fed_from_the_cache(aoc_cache, tmp_path):
+    """A cache whose mask.npy is not the code's region (another CASync wrote it, or the code's
+    region changed since): the checkpoint carries the cache's mask, and inference feeds the
+    network that mask, not one rebuilt from code defaults."""
+    root, speaker = tmp_path / "cache", aoc_cache[1]
+    shutil.copytree(aoc_cache[0] / speaker, root / speaker)
+    custom = np.zeros((160, 160), np.uint8)
+    custom[70:150, 30:130] = 1  # a box, not the rounded region of casync.face.crop
+    (source,) = open_cache(root, speaker).sources
+    np.save(source.dir / "mask.npy", custom)
+    data = CASyncDataModule(str(root), [speaker], batch_size=2, num_workers=0, augment=False)
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    assert torch.equal(batch["mask"][0, 0], torch.from_numpy(custom).float())  # what training saw
+    path = tmp_path / "run.ckpt"
+    save_generator_checkpoint(
+        path, CASyncNet(**TINY), TINY, MEL, generator_contract(data)
+    )  # as training saves it
+    generator = load_generator(path)
+    np.testing.assert_array_equal(generator.mask, custom)
+    synth = Synthesizer(replace(generator, net=MaskNet()), progress=False, silence_dbfs=None)
+    np.testing.assert_array_equal(synth.blender.alpha, feathered(custom, 5.0))  # paste-back
+    video = synth.prepare(source.info["path"], keep_frames=None)
+    speech = load_audio(source.info["path"], 16_000)[:16_000]
+    rendered = list(synth.render([speech], video))
+    assert rendered and all(r.face_found for r in rendered)
+    for frame in rendered:
+        np.testing.assert_array_equal(frame.generated, np.repeat(custom[..., None] * 255, 3, -1))
+
+
+def test_a_saved_mask_survives_a_change_of_the_codes_region(tmp_path, monkeypatch):
+    """Format 4 stores the mask: a checkpoint keeps it when casync.face.crop's region changes.
+    A format-3 checkpoint (no mask stored) loads with the region every cache of its time held;
+    a newer format is refused with a clear error."""
+    path = tmp_path / "run.ckpt"
+    save_generator_checkpoint(path, CASyncNet(**TINY), TINY, MEL)
+    saved = stored_mask(160)
+    monkeypatch.setattr(face_crop, "MASK_TOP", 0.5)  # the code's region changes after training
+    assert not np.array_equal(stored_mask(160), saved)
+    np.testing.assert_array_equal(load_generator(path).mask, saved)
+    monkeypatch.undo()
+    checkpoint = torch.load(path, weights_only=True)
+    assert checkpoint["casync"]["format"] == 4
+    np.testing.assert_array_equal(checkpoint["casync"]["mask"].numpy(), saved)
+    old = {**checkpoint["casync"], "format": 3}
+    del old["mask"]
+    torch.save({**checkpoint, "casync": old}, path)
+    np.testing.assert_array_equal(load_generator(path).mask, saved)
+    torch.save({**checkpoint, "casync": {**checkpoint["casync"], "format": 5}}, path)
+    with pytest.raises(CheckpointError, match="format 5; this CASync reads formats 1-4"):
+        load_generator(path)

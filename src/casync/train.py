@@ -28,7 +28,8 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 def build_system(cfg: DictConfig, datamodule=None) -> CASyncSystem:
     """The LightningModule of `cfg`; with the `CASyncDataModule`, it also carries the data's
-    generator contract (fps, smoothing, references...) into its checkpoints."""
+    generator contract (fps, smoothing, mask, references...) into its checkpoints (a system
+    without one cannot save a checkpoint)."""
     system = CASyncSystem(
         model=OmegaConf.to_container(cfg.model, resolve=True),
         audio=OmegaConf.to_container(cfg.audio, resolve=True),
@@ -38,7 +39,6 @@ def build_system(cfg: DictConfig, datamodule=None) -> CASyncSystem:
         lpips_weights=cfg.metrics.get("lpips_weights"),
         num_image_samples=cfg.metrics.num_image_samples,
         freeze=list(cfg.finetune.freeze),
-        **({"fps": datamodule.fps} if datamodule is not None else {}),
     )
     if datamodule is not None:
         system.contract = generator_contract(datamodule)

@@ -1,17 +1,11 @@
-"""Checkpoints: the generator contract, what inference needs to reproduce training, loaded safely
-(`weights_only=True`).
+"""Checkpoints on disk: read safely (`weights_only=True`), checked against the network they
+describe, and written atomically.
 
 A CASync checkpoint is a Lightning `.ckpt` whose `hyper_parameters` hold the network config
 (`model`) and the audio front-end config (`audio`), and whose `casync` entry holds the
-`GeneratorContract`: the cache's frame rate, crop size, sample rate and crop-box smoothing, and
-every training source's reference crop with that source's id and content hash, and the
-`describe()` of the front end its cache's audio windows were made with. It is written
-here (`GeneratorContract.to_extras`, from the training data by `generator_contract`) and read
-here (`load_generator`); nothing else derives these settings. EMA weights (`ema_net.*`) win over
-raw weights (`net.*`).
-
-Format 1 (older checkpoints) shipped one reference and the frame rate: it still loads, its
-reference naming no source and its smoothing the preprocessing default of its time.
+`GeneratorContract` (`contract/record.py`: fps, crop size, sample rate, smoothing, region mask,
+references, front end). `load_generator` reads all three into a `LoadedGenerator`. EMA weights
+(`ema_net.*`) win over raw weights (`net.*`).
 """
 
 from __future__ import annotations
@@ -24,106 +18,14 @@ import torch
 
 from casync.atomic import atomic_path
 from casync.audio.frontend import SAMPLE_RATE
+from casync.contract.record import (
+    FORMAT_1_SMOOTHING,
+    CheckpointError,
+    GeneratorContract,
+    SourceReference,
+    default_contract,
+)
 from casync.model import CASyncNet
-
-FORMAT_VERSION = 3  # 2: sample rate, smoothing, one reference per source; 3: front-end describe()
-FORMAT_1_SMOOTHING = 1.5  # what format-1 checkpoints were preprocessed with (not stored then)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, unreadable or incompatible with this CASync."""
-
-
-@dataclass(frozen=True)
-class SourceReference:
-    """A training source's reference crop (its closed-mouth training frame)."""
-
-    source_id: str | None  # None: a format-1 checkpoint's single reference (names no source)
-    sha256: str | None  # the source file's content hash (the cache's `sources[].sha256`)
-    crop: np.ndarray  # (S, S, 3) uint8
-
-
-@dataclass
-class GeneratorContract:
-    """Everything inference needs to feed the network what training fed it."""
-
-    fps: float
-    crop_size: int
-    sample_rate: int = SAMPLE_RATE
-    smoothing: float = FORMAT_1_SMOOTHING
-    references: list[SourceReference] = field(default_factory=list)
-    front_end: dict | None = None  # the cache's front-end `describe()` (None before format 3)
-
-    def to_extras(self) -> dict:
-        """The checkpoint's `casync` entry (plain tensors, strings and numbers: weights_only)."""
-        references = [
-            {"source_id": r.source_id, "sha256": r.sha256, "crop": _tensor(r.crop)}
-            for r in self.references
-        ]
-        return {
-            "format": FORMAT_VERSION,
-            "fps": float(self.fps),
-            "crop_size": int(self.crop_size),
-            "sample_rate": int(self.sample_rate),
-            "smoothing": float(self.smoothing),
-            "references": references,
-            "reference": references[0]["crop"] if references else None,  # format-1 readers
-            "front_end": None if self.front_end is None else dict(self.front_end),
-        }
-
-    @classmethod
-    def from_extras(cls, extras: dict, crop_size: int) -> GeneratorContract:
-        if extras.get("format", 1) < 2:  # one reference, no smoothing, 16 kHz
-            ref = extras.get("reference")
-            refs = [] if ref is None else [SourceReference(None, None, _crop(ref))]
-            fps = float(extras.get("fps", 25.0))  # format 1 always wrote it; 25 before that
-            return cls(fps, int(extras.get("crop_size", crop_size)), references=refs)
-        references = [
-            SourceReference(r["source_id"], r["sha256"], _crop(r["crop"]))
-            for r in extras["references"]
-        ]
-        return cls(
-            float(extras["fps"]),
-            int(extras["crop_size"]),
-            int(extras["sample_rate"]),
-            float(extras["smoothing"]),
-            references,
-            extras.get("front_end"),  # format 3
-        )
-
-
-def _tensor(crop: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(crop, dtype=np.uint8))
-
-
-def _crop(tensor: torch.Tensor) -> np.ndarray:
-    crop = tensor.numpy()
-    if crop.shape[0] == 3 and crop.shape[-1] != 3:
-        crop = crop.transpose(1, 2, 0)  # (3, S, S) -> (S, S, 3)
-    return np.ascontiguousarray(crop)
-
-
-def generator_contract(data) -> GeneratorContract:
-    """The contract of a run trained on `data` (a `CASyncDataModule`): its caches' settings and
-    each source's closed-mouth training frame, the reference `data.reference=closed_mouth`
-    trains with."""
-    keys = ("fps", "crop_size", "sample_rate", "smoothing")
-    settings = {c.speaker: {k: c.meta["settings"][k] for k in keys} for c in data.caches}
-    first = next(iter(settings.values()))
-    if any(s != first for s in settings.values()):
-        raise ValueError(
-            f"the speakers' caches were preprocessed with different settings {settings}: "
-            "preprocess them all with the same preprocess.fps/crop_size/sample_rate/smoothing"
-        )
-    frames = data.closed_mouth_frames()
-    references = [
-        SourceReference(source.id, source.info["sha256"], np.array(source.crops[frame]))
-        for source, frame in zip(data.sources, frames, strict=True)
-    ]
-    return GeneratorContract(
-        float(first["fps"]), int(first["crop_size"]), int(first["sample_rate"]),
-        float(first["smoothing"]), references, dict(data.audio_meta),
-    )  # fmt: skip
 
 
 @dataclass
@@ -138,6 +40,7 @@ class LoadedGenerator:
     smoothing: float = FORMAT_1_SMOOTHING
     references: list[SourceReference] = field(default_factory=list)
     front_end_description: dict | None = None  # the training cache's front end (format 3)
+    mask: np.ndarray = field(kw_only=True)  # (S, S) uint8, 1 = regenerate: the network's input
 
     @property
     def front_end(self) -> dict:
@@ -171,11 +74,11 @@ def save_generator_checkpoint(
     contract: GeneratorContract | None = None,
 ) -> None:
     """A minimal checkpoint that `load_generator` reads (tests, exports, hand-made models);
-    without a contract: 25 fps, the net's crop size, no reference."""
+    without a contract: `default_contract` at the net's crop size."""
     checkpoint = {
         "hyper_parameters": {"model": dict(model_config), "audio": dict(audio_config)},
         "state_dict": {f"net.{k}": v.detach().cpu() for k, v in net.state_dict().items()},
-        "casync": (contract or GeneratorContract(25.0, net.image_size)).to_extras(),
+        "casync": (contract or default_contract(net.image_size)).to_extras(),
     }
     atomic_torch_save(checkpoint, path)
 
@@ -263,4 +166,5 @@ def load_generator(path: str | Path, map_location: str = "cpu") -> LoadedGenerat
         smoothing=contract.smoothing,
         references=references,
         front_end_description=contract.front_end,
+        mask=contract.mask,
     )

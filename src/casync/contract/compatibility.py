@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import math
 
-from casync.contract.checkpoint import CheckpointError, LoadedGenerator
+from casync.contract.checkpoint import LoadedGenerator
+from casync.contract.record import CheckpointError
 
 # Settings that say nothing about the features: where a front end runs, how it is named.
 _NOT_FEATURES = {"_target_", "name", "threads", "device"}

@@ -3,9 +3,11 @@
 from casync.face.crop import (
     crop_params,
     cut_crop,
+    feathered,
     params_to_transform,
     paste_back,
     region_mask,
+    stored_mask,
     transform_points,
 )
 from casync.face.landmarks import LIPS, N_LANDMARKS, FaceTracker
@@ -19,9 +21,11 @@ __all__ = [
     "TrackResult",
     "crop_params",
     "cut_crop",
+    "feathered",
     "params_to_transform",
     "paste_back",
     "region_mask",
+    "stored_mask",
     "track_frames",
     "track_video",
     "transform_points",

@@ -57,7 +57,7 @@ def transform_points(points: np.ndarray, transform: np.ndarray) -> np.ndarray:
     return points[:, :2] @ transform[:, :2].T + transform[:, 2]
 
 
-def cut_crop(frame: np.ndarray, transform: np.ndarray, size: int = 160) -> np.ndarray:
+def cut_crop(frame: np.ndarray, transform: np.ndarray, size: int) -> np.ndarray:
     """(H, W, 3) uint8 -> (size, size, 3) uint8 crop. Large shrink factors first reduce the frame
     with area averaging, so the crop does not alias."""
     transform = np.asarray(transform, dtype=np.float64)
@@ -76,12 +76,12 @@ def cut_crop(frame: np.ndarray, transform: np.ndarray, size: int = 160) -> np.nd
     )
 
 
-def region_mask(size: int = 160, feather: float = 0.0) -> np.ndarray:
+def region_mask(size: int, feather: float = 0.0) -> np.ndarray:
     """(size, size) float32 mask of the region to regenerate: 1 inside, 0 outside.
 
     The region is fixed in crop coordinates, so its shape tells the network nothing about the
-    target mouth. `feather` > 0 (pixels, Gaussian sigma) softens the edge for blending; the soft
-    mask is 0 wherever the hard mask's blurred edge does not reach."""
+    target mouth. Preprocessing stores the hard mask in the cache (`mask.npy`) and the checkpoint
+    carries it from there; `feather` > 0 softens it (see `feathered`)."""
     mask = np.zeros((size, size), np.float32)
     top, bottom = round(MASK_TOP * size), round(MASK_BOTTOM * size)
     left, right = round(MASK_LEFT * size), round(MASK_RIGHT * size)
@@ -90,14 +90,27 @@ def region_mask(size: int = 160, feather: float = 0.0) -> np.ndarray:
     cv2.rectangle(mask, (left + radius, top), (right - 1 - radius, bottom - 1), 1.0, thickness=-1)
     for x in (left + radius, right - 1 - radius):
         cv2.circle(mask, (x, bottom - 1 - radius), radius, 1.0, thickness=-1)
-    if feather > 0:
-        shrunk = cv2.erode(mask, np.ones((3, 3), np.uint8), iterations=max(1, round(feather)))
-        mask = cv2.GaussianBlur(shrunk, (0, 0), sigmaX=feather)
-        mask[mask < 1e-3] = 0.0
-    return mask
+    return feathered(mask, feather) if feather > 0 else mask
 
 
-def mouth_box_mask(size: int = 160) -> np.ndarray:
+def stored_mask(size: int) -> np.ndarray:
+    """(size, size) uint8 0/1: the hard region as a cache stores it (`mask.npy`) and a checkpoint
+    carries it (the network's `mask` input)."""
+    return (region_mask(size) > 0.5).astype(np.uint8)
+
+
+def feathered(mask: np.ndarray, feather: float) -> np.ndarray:
+    """A hard (S, S) mask (1 inside) with its edge softened for blending: eroded by `feather`
+    pixels, then Gaussian-blurred with sigma `feather`; 0 wherever the blurred edge does not
+    reach."""
+    hard = np.asarray(mask, np.float32)
+    shrunk = cv2.erode(hard, np.ones((3, 3), np.uint8), iterations=max(1, round(feather)))
+    soft = cv2.GaussianBlur(shrunk, (0, 0), sigmaX=feather)
+    soft[soft < 1e-3] = 0.0
+    return soft
+
+
+def mouth_box_mask(size: int) -> np.ndarray:
     """(size, size) float32: 1 inside the box where the lips sit in a crop, 0 elsewhere."""
     mask = np.zeros((size, size), np.float32)
     mask[round(MOUTH_TOP * size) : round(MOUTH_BOTTOM * size),
@@ -152,15 +165,4 @@ def paste_back(
     warped += base
     warped += 0.5
     np.copyto(region, warped, casting="unsafe")
-    return out
-    local = np.asarray(transform, np.float64).copy()
-    local[:, 2] += local[:, :2] @ np.array([x0, y0], np.float64)  # frame ROI origin -> (0, 0)
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    roi = (x1 - x0, y1 - y0)
-    warped = cv2.warpAffine(crop, local, roi, flags=flags, borderMode=cv2.BORDER_REPLICATE)
-    weight = cv2.warpAffine(alpha.astype(np.float32), local, roi, flags=flags, borderValue=0.0)
-    weight = weight[..., None]
-    region = out[y0:y1, x0:x1]
-    blended = region * (1.0 - weight) + warped * weight
-    out[y0:y1, x0:x1] = np.where(weight > 0, np.clip(blended + 0.5, 0, 255), region)
     return out

@@ -157,8 +157,8 @@ class _FixedLagSmoother:
 
 def track_frames(
     frames: Iterable[np.ndarray],
-    crop_size: int = 160,
-    smoothing: float = 1.5,
+    crop_size: int,
+    smoothing: float,
     total: int | None = None,
     desc: str = "landmarks",
     on_frame: Callable[[np.ndarray, np.ndarray], None] | None = None,
@@ -212,9 +212,9 @@ def track_frames(
 
 def track_video(
     path: str | Path,
-    fps: float = 25.0,
-    crop_size: int = 160,
-    smoothing: float = 1.5,
+    fps: float,
+    crop_size: int,
+    smoothing: float,
     on_frame: Callable[[np.ndarray, np.ndarray], None] | None = None,
 ) -> TrackResult:
     """Decode `path` at constant `fps` (streamed, decode overlapped with the mesh) and track it.

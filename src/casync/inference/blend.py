@@ -15,24 +15,24 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from casync.face import region_mask
-from casync.face.crop import alpha_support, paste_back
+from casync.face.crop import alpha_support, feathered, paste_back
 
 
 class Blender:
     def __init__(
         self,
-        crop_size: int = 160,
+        mask: np.ndarray,
         feather: float = 5.0,
         color_match: bool = True,
         ring_width: int = 8,
         max_gain: float = 1.25,
     ) -> None:
-        """feather: Gaussian sigma of the alpha edge in crop pixels (the alpha reaches about
+        """mask: the (S, S) hard region the network regenerates (1 inside: the checkpoint's);
+        feather: Gaussian sigma of the alpha edge in crop pixels (the alpha reaches about
         2 sigma outside the hard mask); ring_width: crop pixels inside the mask edge whose colour
         statistics are matched; max_gain: bound on the per-channel spread correction."""
-        hard = region_mask(crop_size)
-        self.alpha = region_mask(crop_size, feather=feather) if feather > 0 else hard
+        hard = np.asarray(mask, np.float32)
+        self.alpha = feathered(hard, feather) if feather > 0 else hard
         inner = cv2.erode(hard, np.ones((3, 3), np.uint8), iterations=ring_width)
         self.ring = (hard > 0) & (inner == 0)  # (S, S) bool
         self.color_match = color_match

@@ -8,8 +8,8 @@ identically ([0, B), [B, 2B), ...), so streamed frames equal the batch result bi
 
 Silence: frames whose +-window/2 audio span is below `silence_dbfs` dBFS are generated once per
 silent run (from the run's first frame) and that crop is held, so the mouth stays still.
-Frames of the source without a face pass through unchanged. The reference, crop smoothing and
-frame rate are the checkpoint's (see `casync.inference.source.choose_reference`).
+Frames of the source without a face pass through unchanged. The reference, crop smoothing, frame
+rate and region mask are the checkpoint's (see `casync.inference.source.choose_reference`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from casync.contract import (
     LoadedGenerator,
     load_generator,
 )
-from casync.face import cut_crop, region_mask
+from casync.face import cut_crop
 from casync.inference.blend import Blender
 from casync.inference.face_cache import FaceFeatureCache, source_key
 from casync.inference.features import FrameFeatures
@@ -80,13 +80,13 @@ class Synthesizer:
         self.size = generator.crop_size
         self.batch_size = batch_size
         self.silence_dbfs = silence_dbfs
-        self.blender = Blender(self.size, feather, color_match)
+        self.blender = Blender(generator.mask, feather, color_match)
         self.track_cache_dir = track_cache_dir
         self.crf, self.preset, self.progress = crf, preset, progress
         self._generate = CropGenerator(self.net, self.device)
         # A looping source's face features, reused on every pass after the first (0: off).
         self.face_cache = FaceFeatureCache(face_cache_mb)
-        self._mask = region_mask(self.size)  # (S, S), the preprocessing's region
+        self._mask = generator.mask  # (S, S) uint8: the region training masked (checkpoint)
         self.source: SourceVideo | None = None
         self.reference_used: str | None = None  # what the last render took as its reference
 

@@ -7,10 +7,14 @@ from pathlib import Path
 import torch
 from torchvision.utils import make_grid, save_image
 
+from casync.contract import network_inputs
+
 
 def comparison_grid(batch: dict, prediction: torch.Tensor, count: int) -> torch.Tensor:
-    """(3, H', W') grid, one row per sample: masked | generated | target [| reference]."""
-    columns = [batch["masked"], prediction, batch["target"]]
+    """(3, H', W') grid, one row per sample: masked | generated | target [| reference]; the
+    masked column is the network's input (`contract.network_inputs`)."""
+    masked, _ = network_inputs(batch["target"], batch["mask"])
+    columns = [masked, prediction, batch["target"]]
     if batch.get("reference") is not None:
         columns.append(batch["reference"])
     rows = torch.stack(

@@ -14,7 +14,7 @@ import torch
 from torchmetrics import MeanMetric
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from casync.contract import GeneratorContract
+from casync.contract import CheckpointError, GeneratorContract, network_inputs
 from casync.model import CASyncNet
 from casync.training.images import comparison_grid, log_image
 from casync.training.losses import ReconstructionLoss
@@ -43,7 +43,6 @@ class CASyncSystem(L.LightningModule):
         lpips_weights: str | None = None,
         freeze: list[str] | None = None,
         num_image_samples: int = 4,
-        fps: float = 25.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -58,7 +57,8 @@ class CASyncSystem(L.LightningModule):
         self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
         self.val_lpips_net = build_lpips(lpips, lpips_weights)
         self.val_lpips = MeanMetric() if self.val_lpips_net is not None else None
-        # What inference needs to reproduce training (train sets it from the data); saved.
+        # What inference needs to reproduce training (fps, mask, references...): set from the
+        # data by `casync.train.build_system`, read back on resume; saved in every checkpoint.
         self.contract: GeneratorContract | None = None
 
     @property
@@ -67,8 +67,9 @@ class CASyncSystem(L.LightningModule):
         return self.ema_net if self.ema_net is not None else self.net
 
     def forward(self, batch: dict[str, torch.Tensor], net: CASyncNet | None = None):
-        net = net or self.net
-        return net(batch["masked"], batch["mask"], batch["audio"], batch.get("reference"))
+        """The batch's crops masked as inference masks them (`contract.network_inputs`)."""
+        masked, mask = network_inputs(batch["target"], batch["mask"])
+        return (net or self.net)(masked, mask, batch["audio"], batch.get("reference"))
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         terms = self.loss_fn(self(batch), batch["target"])
@@ -132,8 +133,12 @@ class CASyncSystem(L.LightningModule):
         state = checkpoint["state_dict"]
         for key in [k for k in state if k.startswith(FROZEN_PREFIXES)]:
             del state[key]
-        contract = self.contract or GeneratorContract(self.hparams.fps, self.net.image_size)
-        checkpoint["casync"] = contract.to_extras()
+        if self.contract is None:
+            raise CheckpointError(
+                "CASyncSystem has no generator contract to save (fps, mask, references): build "
+                "it with its data, casync.train.build_system(cfg, datamodule)"
+            )
+        checkpoint["casync"] = self.contract.to_extras()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint["state_dict"]
