@@ -123,6 +123,7 @@ def end_to_end(
 ) -> dict:
     """`Synthesizer.synthesize` on aoc_8s.mp4 + jfk_11s.flac (cut to `audio_s`), random weights
     (seed 0, so an int8 graph quantized by an earlier run of the same model is reused)."""
+    from casync.audio.frontend import SAMPLE_RATE
     from casync.contract import save_generator_checkpoint
     from casync.inference import Synthesizer
     from casync.media.audio import load_audio
@@ -132,7 +133,7 @@ def end_to_end(
     save_generator_checkpoint(work / "model.ckpt", CASyncNet(**model), model, MEL)
     audio: Path | np.ndarray = SAMPLES / "audio" / "jfk_11s.flac"
     if audio_s is not None:
-        audio = load_audio(audio)[: int(audio_s * 16_000)]
+        audio = load_audio(audio, SAMPLE_RATE)[: int(audio_s * SAMPLE_RATE)]
     synth = Synthesizer.from_checkpoint(
         work / "model.ckpt", device=device, track_cache_dir=cache, progress=False,
         precision=precision,

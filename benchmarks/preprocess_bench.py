@@ -22,9 +22,14 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+from omegaconf import OmegaConf
+
+from casync.audio.frontend import SAMPLE_RATE
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "data" / "video" / "aoc_8s.mp4"
+PREPROCESS = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "preprocess.yaml").preprocess)
+FPS, CROP = PREPROCESS["fps"], PREPROCESS["crop_size"]  # the preprocessing defaults
 
 
 def bench_frames(path: Path) -> dict[str, float]:
@@ -36,9 +41,9 @@ def bench_frames(path: Path) -> dict[str, float]:
     from casync.media.video import iter_frames
 
     start = time.perf_counter()
-    n = sum(1 for _ in iter_frames(path))
+    n = sum(1 for _ in iter_frames(path, FPS))
     decode = n / (time.perf_counter() - start)
-    frames = list(iter_frames(path))
+    frames = list(iter_frames(path, FPS))
     with FaceTracker() as tracker:
         start = time.perf_counter()
         for frame in frames:
@@ -46,9 +51,9 @@ def bench_frames(path: Path) -> dict[str, float]:
         mesh = n / (time.perf_counter() - start)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        track = track_and_cut_crops(path, Path(tmp), PipelineSettings())
+        track = track_and_cut_crops(path, Path(tmp), PipelineSettings(**PREPROCESS))
         seconds = time.perf_counter() - start
-        assert len(track) == n and (Path(tmp) / "crops.npy").stat().st_size > n * 160 * 160 * 3
+        assert len(track) == n and (Path(tmp) / "crops.npy").stat().st_size > n * CROP * CROP * 3
     return {
         "decode_fps": decode,
         "mesh_fps": mesh,
@@ -63,8 +68,8 @@ def bench_audio() -> dict[str, float]:
     from casync.audio import HubertFrontEnd, MelFrontEnd
     from casync.media.audio import load_audio
 
-    audio = np.tile(load_audio(SAMPLE), 8)  # 64 s
-    minutes = len(audio) / 16000 / 60
+    audio = np.tile(load_audio(SAMPLE, SAMPLE_RATE), 8)  # 64 s
+    minutes = len(audio) / SAMPLE_RATE / 60
     start = time.perf_counter()
     MelFrontEnd()(audio)
     mel = (time.perf_counter() - start) / minutes
@@ -85,13 +90,13 @@ def make_long(out: Path, minutes: float, hd: bool) -> Path:
     from casync.media.video import iter_frames
 
     side = 1080 if hd else 512
-    frames = [cv2.resize(f, (side, side)) for f in iter_frames(SAMPLE)]
-    audio = (np.clip(load_audio(SAMPLE), -1, 1) * 32767).astype(np.int16)
+    frames = [cv2.resize(f, (side, side)) for f in iter_frames(SAMPLE, FPS)]
+    audio = (np.clip(load_audio(SAMPLE, SAMPLE_RATE), -1, 1) * 32767).astype(np.int16)
     loops = int(np.ceil(minutes * 60 / 8))
     with av.open(str(out), "w") as container:
-        video = container.add_stream("libx264", rate=Fraction(25), options={"preset": "ultrafast"})
+        video = container.add_stream("libx264", rate=Fraction(FPS), options={"preset": "ultrafast"})
         video.width, video.height, video.pix_fmt = (1920 if hd else 512), side, "yuv420p"
-        sound = container.add_stream("aac", rate=16000)
+        sound = container.add_stream("aac", rate=SAMPLE_RATE)
         sound.layout = "mono"
         canvas = np.zeros((side, video.width, 3), np.uint8)
         for _ in range(loops):
@@ -102,7 +107,7 @@ def make_long(out: Path, minutes: float, hd: bool) -> Path:
         for i in range(loops):
             for s in range(0, len(audio), 1024):
                 chunk = av.AudioFrame.from_ndarray(audio[None, s : s + 1024], "s16", "mono")
-                chunk.sample_rate, chunk.pts = 16000, i * len(audio) + s
+                chunk.sample_rate, chunk.pts = SAMPLE_RATE, i * len(audio) + s
                 container.mux(sound.encode(chunk))
         container.mux(sound.encode())
     return out

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from casync.audio.frontend import SAMPLE_RATE
 from casync.inference.precision import PRECISIONS, resolve_precision
 from casync.model import CASyncNet
 
@@ -27,7 +28,7 @@ AUDIO_S = 8.0
 REAL_TIME_DRIFT = 0.01  # s of latency gained per s of audio: 1 % behind
 
 
-def paced(waveform: np.ndarray, start: float, rate: int = 16_000) -> Iterator[np.ndarray]:
+def paced(waveform: np.ndarray, start: float, rate: int = SAMPLE_RATE) -> Iterator[np.ndarray]:
     """`waveform` in CHUNK_S chunks, each handed on when its last sample has been spoken."""
     step = int(CHUNK_S * rate)
     for k, first in enumerate(range(0, len(waveform), step)):
@@ -77,9 +78,9 @@ def stream_once(
         precision=precision, batch_size=batch,
     )  # fmt: skip
     synth.prepare(samples / "video" / "aoc_8s.mp4")
-    waveform = load_audio(samples / "audio" / "jfk_11s.flac")
-    measure(synth, waveform[:16_000])  # warm-up (int8: quantizes on its first batch)
-    return measure(synth, waveform[: int(AUDIO_S * 16_000)])
+    waveform = load_audio(samples / "audio" / "jfk_11s.flac", SAMPLE_RATE)
+    measure(synth, waveform[:SAMPLE_RATE])  # warm-up (int8: quantizes on its first batch)
+    return measure(synth, waveform[: int(AUDIO_S * SAMPLE_RATE)])
 
 
 def stream_rows(device: str, cache: Path, samples: Path, models: dict[str, dict]) -> list[str]:

@@ -8,16 +8,19 @@ from pathlib import Path
 import av
 import numpy as np
 
+from casync.audio.frontend import SAMPLE_RATE
 from casync.media.audio import load_audio
 from casync.media.video import iter_frames
+
+FPS = 25.0  # the sample clips' rate, and preprocessing's default
 
 
 def write_clip(
     path: Path,
     frames: list[np.ndarray] | None,
-    fps: float | Fraction = 25,
+    fps: float | Fraction = FPS,
     audio: np.ndarray | None = None,
-    sample_rate: int = 16_000,
+    sample_rate: int = SAMPLE_RATE,
     video_codec: str = "mpeg4",
     audio_codec: str = "aac",
 ) -> Path:
@@ -53,7 +56,7 @@ def write_clip(
 
 def sample_frames(path: Path, n: int | None = None) -> list[np.ndarray]:
     frames = []
-    for frame in iter_frames(path):
+    for frame in iter_frames(path, FPS):
         frames.append(frame)
         if n is not None and len(frames) == n:
             break
@@ -61,5 +64,5 @@ def sample_frames(path: Path, n: int | None = None) -> list[np.ndarray]:
 
 
 def sample_audio(path: Path, seconds: float | None = None) -> np.ndarray:
-    audio = load_audio(path)
-    return audio if seconds is None else audio[: int(seconds * 16_000)]
+    audio = load_audio(path, SAMPLE_RATE)
+    return audio if seconds is None else audio[: int(seconds * SAMPLE_RATE)]

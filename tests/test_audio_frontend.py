@@ -84,7 +84,7 @@ def test_cache_windows_equal_what_inference_computes(aoc_cache, sample_dir):
 
     (source,) = open_cache(*aoc_cache).sources
     features = FrameFeatures(MelFrontEnd(), fps=25, silence_dbfs=None)
-    for piece in np.array_split(load_audio(sample_dir / "video" / "aoc_8s.mp4"), 37):
+    for piece in np.array_split(load_audio(sample_dir / "video" / "aoc_8s.mp4", 16_000), 37):
         features.push(piece)  # fed as a stream would be
     features.finish()
     windows, _ = features.take(0, source.n_frames)

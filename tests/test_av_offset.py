@@ -44,7 +44,7 @@ def macron(sample_dir, tmp_path_factory) -> tuple[Path, object, np.ndarray]:
             break
     audio = sample_audio(source, SECONDS)
     clip = write_clip(tmp_path_factory.mktemp("macron") / "macron.mp4", frames, audio=audio)
-    return clip, track_video(clip, FPS), audio
+    return clip, track_video(clip, FPS, crop_size=160, smoothing=1.5), audio
 
 
 def estimate(track, audio: np.ndarray) -> AVOffset:

@@ -223,7 +223,7 @@ def test_lse_with_random_weights_runs_end_to_end(tmp_path, frames):
     crops = np.concatenate([frames] * 3)  # 12 frames -> 8 windows
     waveform = np.random.default_rng(0).standard_normal(16_000).astype(np.float32) * 0.1
 
-    scores = lse(model, crops, waveform)
+    scores = lse(model, crops, waveform, fps=25.0)
 
     assert set(scores) == {"lse_d", "lse_c", "av_offset"}
     assert 0 <= scores["lse_d"] <= 2  # distances between unit vectors

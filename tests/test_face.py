@@ -125,7 +125,7 @@ def test_track_video_fills_faceless_frames_and_mouth_stays_in_mask(tmp_path, sam
     frames = sample_frames(grid, 50)
     frames[20:26] = [np.full_like(frames[0], 90)] * 6  # six frames with no face
     clip = write_clip(tmp_path / "gap.mp4", frames, audio=sample_audio(grid, 2.0))
-    track = track_video(clip)
+    track = track_video(clip, fps=25.0, crop_size=160, smoothing=1.5)
     assert len(track) == 50 and track.transforms.shape == (50, 2, 3)
     assert np.array_equal(np.flatnonzero(~track.face_found), np.arange(20, 26))
     report = track.report()

@@ -82,7 +82,7 @@ def test_output_has_audio_duration_source_fps_size_and_soundtrack(synthesized, p
 
 def test_pixels_far_from_the_mouth_are_the_source_ping_ponged(synthesized, paths, source):
     video, _ = paths
-    originals = list(iter_frames(video))
+    originals = list(iter_frames(video, 25.0))
     order = ping_pong(275, 200)
     alpha = np.ones((160, 160), np.float32)  # the whole crop square: generous
     with av.open(synthesized["output"]) as container:
@@ -100,7 +100,7 @@ def test_pixels_far_from_the_mouth_are_the_source_ping_ponged(synthesized, paths
 
 def test_render_leaves_pixels_outside_the_blend_bit_exact(checkpoint, source, paths):
     synth = Synthesizer.from_checkpoint(checkpoint, progress=False, batch_size=8)
-    audio = load_audio(paths[1])[: SR // 2]
+    audio = load_audio(paths[1], SR)[: SR // 2]
     for rendered in synth.render([audio], source):
         frame = source.frames[rendered.source_index]
         reach = cv2.warpAffine(
@@ -113,7 +113,7 @@ def test_render_leaves_pixels_outside_the_blend_bit_exact(checkpoint, source, pa
 
 
 def test_stream_equals_batch_and_has_bounded_latency(checkpoint, source, paths):
-    audio = load_audio(paths[1])[: int(1.6 * SR)]
+    audio = load_audio(paths[1], SR)[: int(1.6 * SR)]
     synth = Synthesizer.from_checkpoint(checkpoint, progress=False, batch_size=4)
     synth.source = source
     batch = [r.frame for r in synth.render([audio])]
@@ -141,7 +141,7 @@ def test_stream_equals_batch_and_has_bounded_latency(checkpoint, source, paths):
 
 
 def test_silence_holds_one_still_mouth(checkpoint, source, paths):
-    speech = load_audio(paths[1])[SR // 2 :]  # jfk_11s opens with 0.1 s of near-silence
+    speech = load_audio(paths[1], SR)[SR // 2 :]  # jfk_11s opens with 0.1 s of near-silence
     audio = np.concatenate([speech[:SR], np.zeros(int(1.2 * SR), np.float32), speech[SR : 2 * SR]])
     synth = Synthesizer.from_checkpoint(checkpoint, progress=False, batch_size=8)
     rendered = list(synth.render([audio], source))

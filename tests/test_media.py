@@ -31,7 +31,7 @@ def test_probe_reads_both_sample_videos(sample_dir):
 
 @pytest.mark.parametrize(("name", "n_frames"), [("aoc_8s.mp4", 200), ("grid_s_pwij3p.mpg", 75)])
 def test_iter_frames_counts_decoded_frames_not_the_header(sample_dir, name, n_frames):
-    frames = list(iter_frames(sample_dir / "video" / name))  # grid's header says 0 frames
+    frames = list(iter_frames(sample_dir / "video" / name, 25.0))  # grid's header says 0
     assert len(frames) == n_frames
     assert frames[0].dtype == np.uint8 and frames[0].ndim == 3 and frames[0].shape[2] == 3
 
@@ -63,7 +63,7 @@ def test_audio_is_16k_mono_float32_for_every_sample_format(sample_dir):
         "audio/librispeech_5703-47212-0000.ogg": 14.84,  # Vorbis 22.05 kHz mono
     }
     for name, seconds in cases.items():
-        audio = load_audio(sample_dir / name)
+        audio = load_audio(sample_dir / name, 16_000)
         assert audio.dtype == np.float32 and audio.ndim == 1, name
         assert len(audio) / 16_000 == pytest.approx(seconds, abs=0.03), name
         assert -40 < level_dbfs(audio) < -10, name  # real speech, not silence or clipping
@@ -76,7 +76,7 @@ def test_resampling_keeps_pitch(tmp_path):
     path = write_clip(
         tmp_path / "tone.flac", None, audio=tone, sample_rate=rate, audio_codec="flac"
     )
-    audio = load_audio(path)
+    audio = load_audio(path, 16_000)
     assert len(audio) == 32_000
     spectrum = np.abs(np.fft.rfft(audio))
     assert np.fft.rfftfreq(len(audio), 1 / 16_000)[spectrum.argmax()] == pytest.approx(1000, abs=1)
@@ -88,13 +88,13 @@ def test_bad_files_raise_specific_errors_naming_the_file(tmp_path, sample_dir):
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(b"\x00not a video" * 100)
     with pytest.raises(UnreadableMediaError, match="garbage.mp4"):
-        list(iter_frames(garbage))
+        list(iter_frames(garbage, 25.0))
     flac = shutil.copy(sample_dir / "audio" / "jfk_11s.flac", tmp_path)
     with pytest.raises(NoVideoStreamError, match="jfk_11s.flac: no video stream"):
         probe_video(flac)
     mute = write_clip(tmp_path / "mute.mp4", numbered_frames(5))
     with pytest.raises(NoAudioStreamError, match="mute.mp4: no audio stream"):
-        load_audio(mute)
+        load_audio(mute, 16_000)
     for error in (MediaFileNotFoundError, UnreadableMediaError, NoVideoStreamError):
         assert issubclass(error, MediaError) and issubclass(error, ValueError)
 

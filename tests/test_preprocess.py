@@ -69,15 +69,15 @@ def test_aoc_cache_round_trip(aoc_cache, sample_dir):
     assert source.landmarks.shape == (200, 478, 2) and source.face_found.all()
     assert source.audio.shape == (200, 10, 80) and source.audio.dtype == np.float16
     # Crops are the stored transforms applied to the decoded frames; audio is the front end's.
-    frames = list(iter_frames(sample_dir / "video" / "aoc_8s.mp4"))
+    frames = list(iter_frames(sample_dir / "video" / "aoc_8s.mp4", 25.0))
     for k in (0, 99, 199):
         assert np.array_equal(source.crops[k], cut_crop(frames[k], source.transforms[k], 160))
-    features = MelFrontEnd()(load_audio(sample_dir / "video" / "aoc_8s.mp4"))
+    features = MelFrontEnd()(load_audio(sample_dir / "video" / "aoc_8s.mp4", 16_000))
     expected = frame_windows(features, 200, 25, 10).astype(np.float16)
     assert np.allclose(source.audio, expected, atol=1e-2)
     # Per-frame audio level, by the inference silence rule: aoc pauses for breath at 6.4-7.1 s.
-    audio = load_audio(sample_dir / "video" / "aoc_8s.mp4")
-    flags = FrameFeatures(MelFrontEnd(), silence_dbfs=SILENCE_DBFS)
+    audio = load_audio(sample_dir / "video" / "aoc_8s.mp4", 16_000)
+    flags = FrameFeatures(MelFrontEnd(), 25.0, silence_dbfs=SILENCE_DBFS)
     flags.push(audio)
     flags.finish()
     _, silent = flags.take(0, 200)

@@ -22,6 +22,7 @@ from casync.evaluation.sync import (
 )
 
 N_FRAMES = 150
+FPS = 25.0
 
 
 def lips(openings: np.ndarray) -> np.ndarray:
@@ -68,7 +69,7 @@ def test_pearson_known_values():
 
 
 def test_shift_frames_rounds_half_away_from_zero():
-    assert [shift_frames(s) for s in (-0.5, -0.2, 0.0, 0.2, 0.5)] == [-13, -5, 0, 5, 13]
+    assert [shift_frames(s, FPS) for s in (-0.5, -0.2, 0.0, 0.2, 0.5)] == [-13, -5, 0, 5, 13]
 
 
 def test_shift_windows_replicates_edges_instead_of_wrapping():
@@ -83,7 +84,7 @@ def test_model_that_ignores_audio_has_zero_margin(audio_windows):
     real = energy_model(audio_windows)(0)
     still = lips(np.full(N_FRAMES, 6.0) + np.linspace(0, 1, N_FRAMES))  # moves, but not with audio
 
-    check = shift_check(lambda shift: still, real)
+    check = shift_check(lambda shift: still, real, FPS)
 
     assert check.lmd_margin == pytest.approx(0.0, abs=1e-6)
     assert check.correlation_margin == pytest.approx(0.0, abs=1e-6)
@@ -96,7 +97,7 @@ def test_model_that_follows_audio_has_positive_margin(audio_windows):
     rng = np.random.default_rng(1)
     real = generate(0) + rng.normal(0, 0.3, (N_FRAMES, len(LIP_INDICES), 2)).astype(np.float32)
 
-    check = shift_check(generate, real)
+    check = shift_check(generate, real, FPS)
 
     assert check.aligned_correlation > 0.9
     assert check.lmd_margin > 0.2  # px
@@ -109,7 +110,7 @@ def test_model_lagging_the_audio_does_not_pass(audio_windows):
     real = energy_model(audio_windows)(0)
     late = energy_model(audio_windows, lag=5)  # best when driven 5 frames early
 
-    check = shift_check(late, real)
+    check = shift_check(late, real, FPS)
 
     assert check.correlation_margin < 0  # the -0.2 s shift beats "aligned"
     assert not check.follows_audio
@@ -119,7 +120,7 @@ def test_no_lips_found_gives_nan_and_no_verdict(audio_windows):
     real = energy_model(audio_windows)(0)
     missing = np.full_like(real, np.nan)
 
-    check = shift_check(lambda shift: missing, real)
+    check = shift_check(lambda shift: missing, real, FPS)
 
     assert np.isnan(check.aligned_lmd) and np.isnan(check.lmd_margin)
     assert not check.follows_audio and check.evidence == "inconclusive"
@@ -137,8 +138,8 @@ def test_frames_mask_scores_only_speech(audio_windows):
     follows = energy_model(silent_windows)  # silence in the pause: mouth closed there
     real[pause] = lips(np.full(pause.sum(), 12.0))  # but the real mouth stays open
 
-    on_speech = shift_check(follows, real, frames=~pause)
-    on_all = shift_check(follows, real)
+    on_speech = shift_check(follows, real, FPS, frames=~pause)
+    on_all = shift_check(follows, real, FPS)
 
     assert on_speech.frames == N_FRAMES - 30 and on_all.frames == N_FRAMES
     assert on_speech.follows_audio and on_speech.lmd_margin > 0
@@ -152,7 +153,7 @@ def test_shifts_compare_only_frames_whose_shifted_audio_exists(audio_windows):
     def has_audio(shift: int) -> np.ndarray:  # a held-out range at the end of its recording
         return np.arange(N_FRAMES) - shift < N_FRAMES
 
-    check = shift_check(generate, real, has_audio=has_audio)
+    check = shift_check(generate, real, FPS, has_audio=has_audio)
 
     early = check.shifts[0]  # -13 frames: the last 13 frames would hear a frozen edge window
     assert (early.shift_frames, early.frames) == (-13, N_FRAMES - 13)
@@ -172,8 +173,8 @@ def test_margin_intervals_say_when_too_few_frames_were_scored(audio_windows):
     short = np.zeros(N_FRAMES, bool)
     short[40:60] = True
 
-    long_check = shift_check(generate, real)
-    short_check = shift_check(generate, real, frames=short)
+    long_check = shift_check(generate, real, FPS)
+    short_check = shift_check(generate, real, FPS, frames=short)
 
     assert long_check.evidence == "follows"
     assert all(r.lmd_margin_ci[0] > 0 and r.correlation_margin_ci[0] > 0 for r in long_check.shifts)
@@ -190,8 +191,8 @@ def test_margin_intervals_of_models_that_do_not_follow(audio_windows):
     real = energy_model(audio_windows)(0)
     still = lips(np.full(N_FRAMES, 6.0) + np.linspace(0, 1, N_FRAMES))
 
-    ignores = shift_check(lambda shift: still, real)
-    lags = shift_check(energy_model(audio_windows, lag=5), real)
+    ignores = shift_check(lambda shift: still, real, FPS)
+    lags = shift_check(energy_model(audio_windows, lag=5), real, FPS)
 
     assert ignores.evidence == "does not follow"
     assert all(r.lmd_margin_ci == pytest.approx((0.0, 0.0), abs=1e-6) for r in ignores.shifts)

@@ -18,7 +18,7 @@ from casync.data.extract import write_audio
 from casync.data.pipeline import PipelineSettings
 from casync.media.audio import load_audio
 
-SR = 16_000
+SR, FPS = 16_000, 25.0
 WHISPER = {"_target_": "casync.audio.WhisperFrontEnd", "feature_dim": 384, "window": 10}
 
 
@@ -101,7 +101,7 @@ def test_bad_settings_name_the_key():
 
 def streamed(front_end, audio: np.ndarray, cuts: np.ndarray, n: int):
     """Windows and silence flags as streaming makes them: pushed in pieces, taken when ready."""
-    features, done, windows, silent = FrameFeatures(front_end), 0, [], []
+    features, done, windows, silent = FrameFeatures(front_end, FPS), 0, [], []
     for piece in np.split(audio, cuts[cuts < len(audio)]):
         features.push(piece)
         while done < min(features.n_ready(), n):
@@ -118,7 +118,7 @@ def test_cache_batch_and_stream_agree_bit_for_bit(whisper, jfk, tmp_path):
     audio = jfk[: int(2.4 * SR)]
     write_audio(tmp_path, audio, 60, whisper, PipelineSettings())
     cache = np.load(tmp_path / "audio.npy")
-    batch = FrameFeatures(whisper)
+    batch = FrameFeatures(whisper, FPS)
     batch.push(audio)
     batch.finish()
     windows, silent = batch.take(0, 60)
@@ -132,7 +132,7 @@ def test_cache_batch_and_stream_agree_bit_for_bit(whisper, jfk, tmp_path):
 def test_streaming_latency_is_chunk_plus_lookahead(whisper, jfk):
     """With 20 ms pieces a frame is ready once the audio is <= 0.1 + 0.2 + 0.2 s past its
     centre (window / 2, chunk_s, lookahead_s)."""
-    features, lag, audio = FrameFeatures(whisper), [], jfk[: 2 * SR]
+    features, lag, audio = FrameFeatures(whisper, FPS), [], jfk[: 2 * SR]
     for start in range(0, len(audio), 320):
         features.push(audio[start : start + 320])
         ready = features.n_ready()

@@ -1,4 +1,5 @@
-"""Concatenate talking-head clips into one H.264 MP4 at 25 fps, sound kept in sync per clip.
+"""Concatenate talking-head clips into one H.264 MP4 at the preprocessing frame rate (25 fps),
+sound kept in sync per clip.
 
 Used to build the GRID talker-1 footage of the experiments (all 100 sentences, the last ones
 held out) and the demo's built-in sample (`assets/`). Each clip's audio is cut or padded to its
@@ -13,13 +14,16 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from omegaconf import OmegaConf
 from tqdm import tqdm
 
+from casync.audio.frontend import SAMPLE_RATE
 from casync.media.audio import load_audio
 from casync.media.video import iter_frames
 from casync.media.writer import VideoWriter
 
-FPS, SAMPLE_RATE = 25.0, 16_000
+PREPROCESS = OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "preprocess.yaml")
+FPS = PREPROCESS.preprocess.fps  # conf/preprocess.yaml's, so the footage needs no resampling
 
 
 def concat_clips(out: Path, clips: list[Path], crf: int = 23) -> Path:

@@ -13,18 +13,22 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from omegaconf import OmegaConf
 
 from casync.face import cut_crop
 from casync.face.track import track_video
 from casync.media.video import iter_frames
 
-FPS, CROP = 25.0, 160
+# The preprocessing tracker as conf/preprocess.yaml sets it up.
+PREPROCESS = OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "preprocess.yaml")
+FPS, CROP = PREPROCESS.preprocess.fps, PREPROCESS.preprocess.crop_size
+SMOOTHING = PREPROCESS.preprocess.smoothing
 
 
 def mouth_crops(video: Path, indices: np.ndarray) -> list[np.ndarray]:
     """The mouth band of the tracker's crops at `indices` (rows 25-75 %, where the lips sit;
     see `casync.face.crop.MOUTH_TOP`), shown at 2x; a frame with no face stays grey."""
-    track = track_video(video, FPS, CROP)
+    track = track_video(video, FPS, CROP, SMOOTHING)
     wanted, crops = set(indices.tolist()), {}
     for k, frame in enumerate(iter_frames(video, FPS)):
         if k in wanted:

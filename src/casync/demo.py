@@ -95,8 +95,10 @@ def demo(cfg: DictConfig) -> dict:
         inputs.mkdir(exist_ok=True)
 
         def trim() -> tuple[Path, Path]:
+            preprocessing = compose_config("preprocess", [f"speaker.name={options.speaker}"])
+            fps = preprocessing.preprocess.fps  # trimmed at the rate preprocessing decodes at
             return (
-                trim_video(video, inputs / f"{video.stem}_trimmed.mp4", options.quick_video_s),
+                trim_video(video, inputs / f"{video.stem}_trimmed.mp4", options.quick_video_s, fps),
                 trim_audio(audio, inputs / f"{audio.stem}_trimmed.wav", options.quick_audio_s),
             )
 

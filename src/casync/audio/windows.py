@@ -74,7 +74,7 @@ class FrameFeatures:
     def __init__(
         self,
         front_end,
-        fps: float = 25.0,
+        fps: float,
         silence_dbfs: float | None = SILENCE_DBFS,
         context_s: float = 2.0,
         lookahead_s: float = 0.5,

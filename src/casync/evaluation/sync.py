@@ -46,7 +46,7 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / norm) if norm > 1e-12 else float("nan")
 
 
-def shift_frames(seconds: float, fps: float = 25.0) -> int:
+def shift_frames(seconds: float, fps: float) -> int:
     """Seconds -> whole video frames, rounding half away from zero (0.5 s at 25 fps -> 13)."""
     return int(math.copysign(math.floor(abs(seconds) * fps + 0.5), seconds))
 
@@ -148,7 +148,7 @@ class ShiftCheck:
 def shift_check(
     generate: Callable[[int], np.ndarray],
     real_points: np.ndarray,
-    fps: float = 25.0,
+    fps: float,
     shifts_s: Sequence[float] = SHIFTS_S,
     correlation_margin_min: float = CORRELATION_MARGIN_MIN,
     frames: np.ndarray | None = None,

@@ -137,7 +137,7 @@ def _mel_windows(mel: np.ndarray, n_windows: int, fps: float) -> torch.Tensor:
 
 @torch.inference_mode()
 def embed(
-    model: SyncNetColor, crops: np.ndarray, waveform: np.ndarray, fps: float = 25.0, batch: int = 32
+    model: SyncNetColor, crops: np.ndarray, waveform: np.ndarray, fps: float, batch: int = 32
 ) -> tuple[np.ndarray, np.ndarray]:
     """Face and audio embeddings (M, 512) of every 5-frame window both the video and the audio
     cover."""
@@ -196,7 +196,7 @@ def lse(
     model: SyncNetColor,
     crops: np.ndarray,
     waveform: np.ndarray,
-    fps: float = 25.0,
+    fps: float,
     max_offset: int = 15,
 ) -> dict[str, float]:
     """LSE-D / LSE-C of 160x160 RGB crops (N, H, W, 3) uint8 against 16 kHz audio."""

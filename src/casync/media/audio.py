@@ -1,4 +1,4 @@
-"""Decode any audio stream (AAC, MP2, FLAC, Vorbis, ...) to mono float32 at 16 kHz, streamed.
+"""Decode any audio stream (AAC, MP2, FLAC, Vorbis, ...) to mono float32 at a given rate, streamed.
 
 PyAV decodes, channels are averaged, soxr resamples chunk by chunk, so a long file never sits in
 memory at its source rate and channel count.
@@ -22,9 +22,7 @@ def _start_time(stream: av.stream.Stream | None) -> float:
     return float(stream.start_time * stream.time_base)
 
 
-def load_audio(
-    path: str | Path, sample_rate: int = 16_000, align_to_video: bool = True
-) -> np.ndarray:
+def load_audio(path: str | Path, sample_rate: int, align_to_video: bool = True) -> np.ndarray:
     """-> (N,) float32 mono at `sample_rate`.
 
     With `align_to_video`, sample 0 is the first video frame's time (the front is padded with
@@ -81,7 +79,7 @@ def frame_levels_dbfs(
     frames: int | np.ndarray,
     fps: float,
     half_window_s: float,
-    sample_rate: int = 16_000,
+    sample_rate: int,
     offset: int = 0,
 ) -> np.ndarray:
     """RMS level in dBFS of the audio within +-`half_window_s` of each video frame's centre: the

@@ -16,7 +16,7 @@ from casync.audio.frontend import SAMPLE_RATE
 SIDE_AUDIO_RATE = 44_100
 
 
-def trim_video(source: Path, output: Path, seconds: float, fps: float = 25.0) -> Path:
+def trim_video(source: Path, output: Path, seconds: float, fps: float) -> Path:
     """The first `seconds` of `source` (frames and soundtrack) as an H.264/AAC MP4."""
     from casync.media.audio import load_audio
     from casync.media.video import iter_frames

@@ -103,7 +103,7 @@ def _decoded(path: Path) -> Iterator[tuple[float, float, av.VideoFrame]]:
             ) from error
 
 
-def iter_frames(path: str | Path, fps: float = 25.0) -> Iterator[np.ndarray]:
+def iter_frames(path: str | Path, fps: float) -> Iterator[np.ndarray]:
     """Yield RGB uint8 (H, W, 3) frames at a constant `fps`, one decoded frame held at a time.
 
     Output frame k (centred at (k + 0.5) / fps) is the last source frame whose timestamp is not

@@ -73,7 +73,8 @@ def _same_file(a: Path, b: str | Path) -> bool:
 
 class VideoWriter:
     """`write(frame)` RGB uint8 (H, W, 3) frames at `fps`; `close()` muxes `audio` (mono or
-    (N, channels) float32 in [-1, 1] at `sample_rate`), trimmed to the video's duration."""
+    (N, channels) float32 in [-1, 1] at `sample_rate`, required with it), trimmed to the
+    video's duration."""
 
     def __init__(
         self,
@@ -82,7 +83,7 @@ class VideoWriter:
         width: int,
         height: int,
         audio: np.ndarray | None = None,
-        sample_rate: int = 16_000,
+        sample_rate: int | None = None,
         crf: int = 18,
         preset: str = "veryfast",
         audio_bitrate: int = 128_000,
@@ -93,6 +94,8 @@ class VideoWriter:
         self.width, self.height = width - width % 2, height - height % 2
         if self.width < 2 or self.height < 2:
             raise ValueError(f"frame size {width}x{height} is too small to encode")
+        if audio is not None and sample_rate is None:
+            raise ValueError(f"{path}: audio to mux needs its sample_rate")
         self.audio = None if audio is None else np.asarray(audio, np.float32)
         self.sample_rate = sample_rate
         self.frames_written = 0
