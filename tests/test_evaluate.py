@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import compose_config
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 import casync.evaluation.scoring as evaluate_module
@@ -66,6 +67,12 @@ class OracleNet(torch.nn.Module):
             self.index.setdefault(window.tobytes(), i)
 
     def forward(self, masked, mask, audio, reference=None):
+        return self.decode(*self.encode_face(masked, mask, reference), audio)
+
+    def encode_face(self, masked, mask, reference=None):  # the halves CropGenerator calls
+        return masked, []
+
+    def decode(self, bottleneck, skips, audio):
         rows = [self.index[w.tobytes()] for w in audio.cpu().numpy()]
         return self.crops[rows]
 
@@ -75,6 +82,12 @@ class IgnoresAudioNet(torch.nn.Module):
 
     def forward(self, masked, mask, audio, reference=None):
         return reference
+
+    def encode_face(self, masked, mask, reference=None):
+        return reference, []
+
+    def decode(self, bottleneck, skips, audio):
+        return bottleneck
 
 
 def fake_generator(net: torch.nn.Module, reference: np.ndarray) -> LoadedGenerator:
@@ -220,3 +233,78 @@ def test_oracle_beats_still_mouth_and_audio_ignoring_model_does_not(
     assert ignoring["verdict"]["positive_shift_margin"] is False
     assert ignoring["verdict"]["follows_audio"] is False
     assert ignoring["shift_check"]["evidence"] == "does not follow"
+
+
+# -- one view of the held-out frames: the DataModule's validation split ---------------------------
+@pytest.fixture
+def two_source_cache(aoc_cache, tmp_path) -> tuple[Path, str]:
+    """aoc's cache plus a second source, its first 150 frames with no face found in three
+    held-out ones (136, 137, 145): two sources of different lengths, some frames the DataModule
+    never validates on -> (cache root, speaker)."""
+    root, speaker = aoc_cache
+    shutil.copytree(root / speaker, tmp_path / "cache" / speaker)
+    sources = tmp_path / "cache" / speaker / "sources"
+    short = shutil.copytree(sources / "aoc_8s", sources / "aoc_short")
+    for array in short.glob("*.npy"):
+        if array.name != "mask.npy":  # one mask for every frame
+            np.save(array, np.load(array)[:150])
+    face_found = np.load(short / "face_found.npy")
+    face_found[[136, 137, 145]] = False
+    np.save(short / "face_found.npy", face_found)
+    meta = json.loads((sources.parent / "meta.json").read_text())
+    entry = {**meta["sources"][0], "id": "aoc_short", "n_frames": 150, "sha256": "0" * 64}
+    meta["sources"].append(entry)
+    (sources.parent / "meta.json").write_text(json.dumps(meta))
+    stored = json.loads((short / "source.json").read_text())
+    (short / "source.json").write_text(
+        json.dumps({**stored, "id": "aoc_short", "sha256": "0" * 64})
+    )
+    return tmp_path / "cache", speaker
+
+
+def test_evaluate_scores_the_frames_the_datamodule_validates_on(
+    two_source_cache, tmp_path, monkeypatch
+):
+    """Evaluation and training agree on the held-out frames: evaluate() generates exactly the
+    validation ranges of the DataModule that conf/train.yaml builds (with the val_fraction the
+    checkpoint's run held out), in source order, with each source's closed-mouth training frame as
+    the still-mouth reference, and measures the tracker's lips on exactly the frames the
+    DataModule's val set serves (those with a face)."""
+    root, speaker = two_source_cache
+    checkpoint = tmp_path / "run.ckpt"
+    torch.manual_seed(0)
+    save_generator_checkpoint(checkpoint, CASyncNet(**TINY), TINY, MEL)
+    saved = torch.load(checkpoint, weights_only=True)
+    saved["datamodule_hyper_parameters"] = {"val_fraction": 0.1}  # as Lightning saves it
+    torch.save(saved, checkpoint)
+    train_cfg = compose_config("train", [f"speaker.name={speaker}", f"paths.cache_dir={root}"])
+    data = instantiate(train_cfg.data, val_fraction=0.1, _convert_="all")  # as train() does
+    data.setup("validate")
+    seen = {}
+
+    class Recording(evaluate_module.HeldOutGenerator):
+        def __call__(self, real, masks, windows, desc="generate"):
+            seen.setdefault("real", real)
+            seen.setdefault("source_index", self.source_index)
+            return super().__call__(real, masks, windows, desc)
+
+    monkeypatch.setattr(evaluate_module, "HeldOutGenerator", Recording)
+    results = evaluate(
+        eval_config(root, speaker, checkpoint, tmp_path / "out", "evaluate.shifts_s=[-0.2,0.2]")
+    )
+
+    sources, val = data.val_set.sources, data.val_set.ranges
+    assert [len(r) for r in val] == [20, 15]  # frames 180-199 and 135-149
+    real = np.concatenate([s.crops[r.start : r.stop] for s, r in zip(sources, val, strict=True)])
+    np.testing.assert_array_equal(seen["real"], real)
+    index = np.concatenate([np.full(len(r), i) for i, r in enumerate(val)])
+    np.testing.assert_array_equal(seen["source_index"], index)
+    assert results["held_out"]["frames"] == 35 and results["held_out"]["ranges_s"] == [
+        [s.id, r.start / 25, r.stop / 25] for s, r in zip(sources, val, strict=True)
+    ]
+    assert results["landmark_floor"]["landmark_frames"] == len(data.val_set) == 32
+
+    held = held_out_range(open_cache(root, speaker), 0.1)  # the view evaluate() scored
+    np.testing.assert_array_equal(held.frames()[held.has_face()], data.val_set.index)
+    still = np.stack([s.crops[f] for s, f in zip(sources, data.closed_mouth_frames(), strict=True)])
+    np.testing.assert_array_equal(held.closed_mouth_crops(), still)

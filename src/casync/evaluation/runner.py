@@ -1,15 +1,16 @@
-"""Frames to score: a checkpoint's generations on a speaker's held-out range, read from the cache.
+"""Frames to score: a checkpoint's generations on the frames its training run validated on.
 
-The held-out range of each source is the one training validates on (`split_ranges`: its last
-`val_fraction`). Each frame is generated as inference generates it: the masked real crop, the
-mask, the frame's own audio window (or a shifted one, for the sync check) and the reference
-inference would use for that frame's source (`source_references`). The generated mouth region is pasted into the real crop with the hard mask,
-so every method is scored on the same pixels outside the mask (the real ones).
+Which frames those are is `CASyncDataModule`'s to say, and `HeldOut` reads them from it: each
+source's validation range (scored whole: the sync check, LSE and the plots need contiguous
+frames), which of them the DataModule's val set serves (those with a face: the lip-landmark
+reference) and each source's closed-mouth training frame. Each frame is generated as inference
+generates it: the masked real crop, the mask, the frame's own audio window (or a shifted one, for
+the sync check) and the reference inference would use for that frame's source
+(`source_references`). The generated mouth region is pasted into the real crop with the hard
+mask, so every method is scored on the same pixels outside the mask (the real ones).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -17,8 +18,7 @@ from tqdm import tqdm
 
 from casync.contract import CropGenerator, LoadedGenerator
 from casync.data.cache import SourceCache, SpeakerCache
-from casync.data.reference import closed_mouth_frame
-from casync.data.split import split_ranges
+from casync.data.datamodule import CASyncDataModule
 from casync.evaluation.lip_landmarks import LIP_INDICES, LipLandmarks
 from casync.evaluation.sync import shift_windows
 from casync.face import transform_points
@@ -26,18 +26,19 @@ from casync.media.audio import SILENCE_DBFS
 from casync.model import CASyncNet
 
 
-@dataclass
 class HeldOut:
-    """The held-out frames of every source of one speaker, concatenated in source order
-    (`sources` and `split()` mirror `CASyncDataModule`)."""
+    """The validation frames of a `CASyncDataModule` (one speaker's), concatenated in source
+    order: a reader over the DataModule's split, which it never re-derives."""
 
-    sources: list[SourceCache]
-    train: list[range]
-    val: list[range]
-    fps: float
-
-    def split(self) -> tuple[list[range], list[range]]:
-        return self.train, self.val
+    def __init__(self, data: CASyncDataModule) -> None:
+        if data.val_set is None:
+            data.setup("validate")
+        self.sources: list[SourceCache] = data.val_set.sources
+        self.val: list[range] = data.val_set.ranges
+        self.train: list[range] = data.train_set.ranges
+        self.fps = data.fps
+        self.closed_mouth = data.closed_mouth_frames()  # the reference each source trains with
+        self.validated = data.val_set.index  # (M, 2) (source, frame): those with a face
 
     def __len__(self) -> int:
         return sum(len(frames) for frames in self.val)
@@ -57,15 +58,31 @@ class HeldOut:
         """(N, S, S) uint8, 1 = the region the network regenerates."""
         return self._gather("masks")
 
+    def frames(self) -> np.ndarray:
+        """(N, 2) int64: (index in `sources`, frame) of each held-out frame."""
+        parts = [
+            np.stack([np.full(len(f), i), np.asarray(f)], axis=1) for i, f in enumerate(self.val)
+        ]
+        return np.concatenate(parts).astype(np.int64).reshape(-1, 2)
+
     def source_index(self) -> np.ndarray:
         """(N,) int: the index in `sources` of each held-out frame's source."""
-        return np.concatenate([np.full(len(f), i) for i, f in enumerate(self.val)])
+        return self.frames()[:, 0]
+
+    def has_face(self) -> np.ndarray:
+        """(N,) bool: the held-out frames the DataModule's val set serves (a face was found)."""
+        stride = max(s.n_frames for s in self.sources)  # (source, frame) -> one int key
+
+        def keys(pairs: np.ndarray) -> np.ndarray:
+            return pairs[:, 0] * stride + pairs[:, 1]
+
+        return np.isin(keys(self.frames()), keys(self.validated))
 
     def closed_mouth_crops(self) -> np.ndarray:
         """(K, S, S, 3) uint8: each source's closed-mouth training frame, the reference
         `data.reference=closed_mouth` trains that source with."""
-        pairs = zip(self.sources, self.train, strict=True)
-        return np.stack([np.array(s.crops[closed_mouth_frame(s, r)]) for s, r in pairs])
+        pairs = zip(self.sources, self.closed_mouth, strict=True)
+        return np.stack([np.array(s.crops[frame]) for s, frame in pairs])
 
     def windows(self, shift: int = 0) -> np.ndarray:
         """(N, W, D) float32 audio windows, delayed by `shift` frames (positive = audio late).
@@ -80,14 +97,12 @@ class HeldOut:
         """Lip landmarks of the real frames from the preprocessing tracker (full frames, face
         mesh with eyes in view), moved into crop pixels: a reference for the crop detector."""
         lips = np.array(LIP_INDICES)
-        points = [
-            transform_points(np.asarray(s.landmarks[j])[lips], np.asarray(s.transforms[j]))
-            if s.face_found[j]
-            else np.full((len(lips), 2), np.nan)
-            for s, f in self._pairs()
-            for j in f
-        ]
-        points = np.stack(points).astype(np.float32)  # (N, 40, 2)
+        points = np.full((len(self), len(lips), 2), np.nan, np.float32)  # (N, 40, 2)
+        for k, ((i, j), face) in enumerate(zip(self.frames(), self.has_face(), strict=True)):
+            if face:
+                source = self.sources[i]
+                landmarks = np.asarray(source.landmarks[j])[lips]
+                points[k] = transform_points(landmarks, np.asarray(source.transforms[j]))
         return LipLandmarks(points=points, found=~np.isnan(points).any(axis=(1, 2)))
 
     def speech(self, silence_dbfs: float = SILENCE_DBFS) -> np.ndarray:
@@ -117,15 +132,13 @@ class HeldOut:
 
 
 def held_out_range(cache: SpeakerCache, val_fraction: float) -> HeldOut:
-    """The last `val_fraction` of each source (the training run's validation range)."""
-    gap = int(cache.audio_meta["window"])  # CASyncDataModule's default gap
-    ranges = [split_ranges(s.n_frames, val_fraction, gap) for s in cache.sources]
-    held = HeldOut(
-        sources=list(cache.sources),
-        train=[train for train, _ in ranges],
-        val=[val for _, val in ranges],
-        fps=float(cache.meta["fps"]),
+    """The frames a run on `cache` with `data.val_fraction=val_fraction` validated on: the
+    validation split of the `CASyncDataModule` it trained with (its other settings the
+    defaults, which conf/data/default.yaml keeps)."""
+    data = CASyncDataModule(
+        str(cache.root.parent), [cache.speaker], num_workers=0, val_fraction=val_fraction
     )
+    held = HeldOut(data)
     if len(held) == 0:
         raise ValueError(
             f"no held-out frames in {cache.root} with val_fraction={val_fraction}: "

@@ -13,8 +13,8 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from casync.audio.frontend import SAMPLE_RATE
-from casync.contract import check_cache, load_generator, read_checkpoint
-from casync.data.cache import open_cache
+from casync.contract import LoadedGenerator, check_cache, load_generator, read_checkpoint
+from casync.data.cache import SpeakerCache, open_cache
 from casync.evaluation.image_metrics import LPIPSMetric, mouth_box
 from casync.evaluation.lip_landmarks import LipLandmarkExtractor, LipLandmarks, mouth_opening
 from casync.evaluation.metrics import landmark_metrics, method_metrics
@@ -82,7 +82,7 @@ def lse_scores(syncnet, held: HeldOut, frames: np.ndarray) -> dict[str, float]:
     scores, start = [], 0
     for source, t0, t1 in held.time_ranges():
         n = round((t1 - t0) * held.fps)
-        waveform = load_audio(source.info["path"])[
+        waveform = load_audio(source.info["path"], SAMPLE_RATE)[
             round(t0 * SAMPLE_RATE) : round(t1 * SAMPLE_RATE)
         ]
         scores.append((n, lse(syncnet, frames[start : start + n], waveform, held.fps)))
@@ -91,42 +91,42 @@ def lse_scores(syncnet, held: HeldOut, frames: np.ndarray) -> dict[str, float]:
     return {k: sum(n * s[k] for n, s in scores) / total for k in ("lse_d", "lse_c")}
 
 
-def evaluate(cfg: DictConfig) -> dict:
-    """Score `cfg.checkpoint` on `cfg.speaker`'s held-out range; returns the results dict that
-    `casync.evaluation.write_report` writes (methods, shift_check, verdict, notes, paths)."""
-    options = cfg.evaluate
+def open_inputs(cfg: DictConfig) -> tuple[str, LoadedGenerator, SpeakerCache, float]:
+    """-> (checkpoint path, its generator, the speaker's cache, the held-out fraction), with the
+    checkpoint, the cache and their compatibility checked before any work."""
     if OmegaConf.is_missing(cfg, "checkpoint"):
         raise ValueError("missing checkpoint: python -m casync.evaluate checkpoint=run.ckpt ...")
     checkpoint = str(cfg.checkpoint)
     generator = load_generator(checkpoint)
     cache = open_cache(cfg.paths.cache_dir, str(cfg.speaker.name))
     check_cache(generator, cache.meta, str(cache.root), checkpoint)
-    val_fraction = held_out_fraction(checkpoint, options.val_fraction)
+    return checkpoint, generator, cache, held_out_fraction(checkpoint, cfg.evaluate.val_fraction)
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Score `cfg.checkpoint` on `cfg.speaker`'s held-out range; returns the results dict that
+    `casync.evaluation.write_report` writes (methods, shift_check, verdict, notes, paths)."""
+    checkpoint, generator, cache, val_fraction = open_inputs(cfg)
     held = held_out_range(cache, val_fraction)
     device = resolve_device(cfg.device)
     lpips_metric = build_lpips(cfg, device)  # fail on missing weights before the work
     syncnet = None
-    if options.syncnet_checkpoint:
-        syncnet = load_syncnet(options.syncnet_checkpoint, device)
+    if cfg.evaluate.syncnet_checkpoint:
+        syncnet = load_syncnet(cfg.evaluate.syncnet_checkpoint, device)
         require_source_audio(held)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    real, masks = held.crops(), held.masks()
-    sources = held.source_index()
     references, reference_used = source_references(generator, held)
     generate = HeldOutGenerator(
-        generator.net, references, sources, device, cfg.batch_size, cfg.progress
+        generator.net, references, held.source_index(), device, cfg.batch_size, cfg.progress
     )
-    frames = {
-        "casync": generate(real, masks, held.windows(0), "generate (aligned audio)"),
-        "still_mouth": composite(real, held.closed_mouth_crops()[sources], masks),
-        "real": real,
-    }
+    frames = method_frames(held, generate)
     lips, check, check_all = lips_and_sync(cfg, held, generate, frames)
 
+    real = frames["real"]
     floor = landmark_metrics(lips["real"], held.tracked_lips())
-    box = mouth_box(masks)
+    box = mouth_box(held.masks())
     methods = {
         name: method_metrics(frames[name], real, lips[name], lips["real"], box, lpips_metric)
         | ({} if syncnet is None else lse_scores(syncnet, held, frames[name]))
@@ -141,14 +141,7 @@ def evaluate(cfg: DictConfig) -> dict:
     results = {
         "checkpoint": checkpoint,
         "speaker": cache.speaker,
-        "held_out": {
-            "frames": len(held),
-            "val_fraction": float(val_fraction),
-            "ranges_s": [[s.id, t0, t1] for s, t0, t1 in held.time_ranges()],
-            "references": {
-                s.id: used for s, used in zip(held.sources, reference_used, strict=True)
-            },
-        },
+        "held_out": held_out_summary(held, val_fraction, reference_used),
         "methods": methods,
         "landmark_floor": {k: floor[k] for k in ("lmd", "opening_corr", "landmark_frames")},
         "shift_check": check.to_dict(),
@@ -165,6 +158,27 @@ def evaluate(cfg: DictConfig) -> dict:
     }
     write_report(results, out / "metrics.json", out / "metrics.md")
     return results
+
+
+def method_frames(held: HeldOut, generate: HeldOutGenerator) -> dict[str, np.ndarray]:
+    """The frames each method makes of the held-out range: CASync driven by its own audio, the
+    still-mouth baseline (each source's closed-mouth training frame) and the real frames."""
+    real, masks = held.crops(), held.masks()
+    still = held.closed_mouth_crops()[held.source_index()]
+    return {
+        "casync": generate(real, masks, held.windows(0), "generate (aligned audio)"),
+        "still_mouth": composite(real, still, masks),
+        "real": real,
+    }
+
+
+def held_out_summary(held: HeldOut, val_fraction: float, reference_used: list[str]) -> dict:
+    return {
+        "frames": len(held),
+        "val_fraction": float(val_fraction),
+        "ranges_s": [[s.id, t0, t1] for s, t0, t1 in held.time_ranges()],
+        "references": {s.id: used for s, used in zip(held.sources, reference_used, strict=True)},
+    }
 
 
 def lips_and_sync(
