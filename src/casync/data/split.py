@@ -8,7 +8,7 @@ def split_ranges(n_frames: int, val_fraction: float = 0.25, gap: int = 10) -> tu
 
     Validation is the last `round(n_frames * val_fraction)` frames; training is everything before
     it minus `gap` frames, so no training frame's audio window overlaps a validation frame's.
-    The evaluation code uses the same function for its held-out range."""
+    `CASyncDataModule.split` is its one caller; evaluation reads the DataModule's split."""
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if gap < 0:
