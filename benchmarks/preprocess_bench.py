@@ -116,10 +116,10 @@ def make_long(out: Path, minutes: float, hd: bool) -> Path:
 def run_long(path: Path, cache: Path) -> None:
     """Child process: the real preprocessing (mel) on `path`; prints frames/s and peak RSS."""
     from casync.audio import MelFrontEnd
-    from casync.data.pipeline import build_cache
+    from casync.data.pipeline import PipelineSettings, build_cache
 
     start = time.perf_counter()
-    build_cache(cache, "long", [path], MelFrontEnd())
+    build_cache(cache, "long", [path], MelFrontEnd(), PipelineSettings(**PREPROCESS))
     seconds = time.perf_counter() - start
     from casync.data.cache import open_cache
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from casync.contract import network_inputs
 from casync.data import CASyncDataModule
 from casync.model import CASyncNet
 
@@ -46,7 +47,8 @@ def train_rate(net: CASyncNet, batch: dict, steps: int, device: torch.device, bf
 
     def step() -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            out = net(batch["masked"], batch["mask"], batch["audio"], batch["reference"])
+            masked, mask = network_inputs(batch["target"], batch["mask"])
+            out = net(masked, mask, batch["audio"], batch["reference"])
             loss = torch.nn.functional.l1_loss(out.float(), batch["target"])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

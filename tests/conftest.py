@@ -6,6 +6,7 @@
   150-199 validation). Read it, never modify it: copy it if a test must.
 - `compose_config(name, overrides)`: the real `conf/<name>.yaml`, composed as its command would
   (import it from conftest in module-level helpers; the `compose` fixture is the same function).
+- `preprocess_settings(**changes)`: `PipelineSettings` from conf/preprocess.yaml.
 """
 
 from __future__ import annotations
@@ -44,6 +45,16 @@ def compose_config(
     if hydra:
         HydraConfig.instance().set_config(cfg)
     return cfg
+
+
+def preprocess_settings(**changes):
+    """`PipelineSettings` from conf/preprocess.yaml (the defaults live there), with `changes`."""
+    from omegaconf import OmegaConf
+
+    from casync.data.pipeline import PipelineSettings
+
+    settings = OmegaConf.to_container(compose_config("preprocess").preprocess, resolve=True)
+    return PipelineSettings(**(settings | changes))
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from clips import sample_audio, write_clip
-from conftest import compose_config
+from conftest import compose_config, preprocess_settings
 
 from casync.data.av_offset import (
     AVOffset,
@@ -121,7 +121,5 @@ def test_preprocess_reports_warns_and_corrects_a_delay(macron, tmp_path):
     ("key", "value"), [("av_offset", "sometimes"), ("on_unsynced", "ignore"), ("on_truncated", 1)]
 )
 def test_bad_settings_name_the_key(key, value):
-    from casync.data.pipeline import PipelineSettings
-
     with pytest.raises(ValueError, match=f"preprocess.{key}="):
-        PipelineSettings(**{key: value})
+        preprocess_settings(**{key: value})

@@ -52,6 +52,19 @@ def test_a_checkpoint_of_one_whisper_schedule_is_refused_on_a_cache_of_another(
         check_cache(generator, {**meta, "audio": trained, "crop_size": 96}, "c", "x.ckpt")
 
 
+def test_a_cache_whose_mask_differs_from_the_checkpoints_is_refused(whisper_checkpoint, schedules):
+    """Evaluation feeds the network the cache's masks: another region than the one the
+    checkpoint was trained with would score inputs inference never makes."""
+    generator = load_generator(whisper_checkpoint)
+    meta = {"speaker": "s1", "crop_size": 160, "audio": schedules[0]}
+    same = stored_mask(160)
+    check_cache(generator, meta, "cache/s1", "w.ckpt", {"talk": same})
+    other = same.copy()
+    other[:8] = 1  # a taller region
+    with pytest.raises(CheckpointError, match="source 'talk-2' has another region mask"):
+        check_cache(generator, meta, "cache/s1", "w.ckpt", {"talk": same, "talk-2": other})
+
+
 def test_a_run_configured_for_one_schedule_is_refused_on_a_cache_of_another(schedules):
     config = {**WHISPER, "chunk_s": 0.2, "context_s": 2.0, "lookahead_s": 0.2}
     check_front_end(config, schedules[0], "this run uses", "the cache", "re-run preprocessing")

@@ -11,11 +11,11 @@ import re
 import numpy as np
 import pytest
 import torch
+from conftest import preprocess_settings
 
 from casync.audio import FrameFeatures, MissingWeightsError, WhisperFrontEnd
 from casync.audio.whisper import bundled_model_dir
 from casync.data.extract import write_audio
-from casync.data.pipeline import PipelineSettings
 from casync.media.audio import load_audio
 
 SR, FPS = 16_000, 25.0
@@ -116,7 +116,7 @@ def streamed(front_end, audio: np.ndarray, cuts: np.ndarray, n: int):
 
 def test_cache_batch_and_stream_agree_bit_for_bit(whisper, jfk, tmp_path):
     audio = jfk[: int(2.4 * SR)]
-    write_audio(tmp_path, audio, 60, whisper, PipelineSettings())
+    write_audio(tmp_path, audio, 60, whisper, preprocess_settings())
     cache = np.load(tmp_path / "audio.npy")
     batch = FrameFeatures(whisper, FPS)
     batch.push(audio)

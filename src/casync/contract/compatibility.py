@@ -1,10 +1,13 @@
 """The one compatibility check between a checkpoint, a cache and a front end: training (its audio
 config against the cache), evaluation (a checkpoint against a cache) and inference (a checkpoint
-against the front end it builds) all call `check_front_end`; `check_cache` adds the crop size."""
+against the front end it builds) all call `check_front_end`; `check_cache` adds the crop size
+and the region mask."""
 
 from __future__ import annotations
 
 import math
+
+import numpy as np
 
 from casync.contract.checkpoint import LoadedGenerator
 from casync.contract.record import CheckpointError
@@ -53,9 +56,16 @@ def _pick(description: dict, keys: list[str]) -> dict:
     return {k: description[k] for k in keys}
 
 
-def check_cache(generator: LoadedGenerator, cache_meta: dict, cache: str, checkpoint: str) -> None:
-    """A cache (its `meta.json`) holds what the checkpoint's network was trained on: the same
-    front end (`check_front_end`) and crop size."""
+def check_cache(
+    generator: LoadedGenerator,
+    cache_meta: dict,
+    cache: str,
+    checkpoint: str,
+    masks: dict[str, np.ndarray] | None = None,
+) -> None:
+    """A cache (its `meta.json`, and `masks`: each source's `mask.npy` by source id) holds what
+    the checkpoint's network was trained on: the same front end (`check_front_end`), crop size
+    and region mask (the network's `mask` input; the checkpoint carries the one it was fed)."""
     speaker = cache_meta.get("speaker", "<name>")
     check_front_end(
         generator.front_end,
@@ -70,3 +80,12 @@ def check_cache(generator: LoadedGenerator, cache_meta: dict, cache: str, checkp
             f"checkpoint '{checkpoint}' makes {generator.crop_size}px crops, the cache "
             f"{cache} holds {cache_meta['crop_size']}px crops"
         )
+    for source, mask in (masks or {}).items():
+        if not np.array_equal(np.asarray(mask), generator.mask):
+            raise CheckpointError(
+                f"the cache {cache}: source '{source}' has another region mask than checkpoint "
+                f"'{checkpoint}' was trained with ({int(np.sum(mask))} vs "
+                f"{int(generator.mask.sum())} pixels to regenerate): preprocess the speaker again "
+                "with the code the checkpoint was trained with, or use a checkpoint trained on "
+                "this cache"
+            )

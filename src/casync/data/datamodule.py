@@ -1,6 +1,6 @@
 """`CASyncDataModule`: streams training samples from one or more speakers' caches via memory maps.
 
-Each sample (`casync.data.dataset`) is a target crop, its mask, the masked crop, the audio window of the frame and
+Each sample (`casync.data.dataset`) is a target crop, its mask, the audio window of the frame and
 (optionally) a reference crop: by default the source's closed-mouth training frame, the one
 inference uses (see `casync.data.reference`); with `reference="random"`, a random frame of the
 same source and split at least `reference_min_gap_s` away.

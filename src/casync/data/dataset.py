@@ -1,5 +1,6 @@
 """`CacheDataset`: the frames of some ranges of some sources that show a face, as training
-samples (target crop, mask, masked crop, audio window, optional reference crop), read from the
+samples (target crop, mask, audio window, optional reference crop; the network masks the crop
+itself, through `casync.contract.network_inputs`), read from the
 cache's memory maps."""
 
 from __future__ import annotations
@@ -94,7 +95,6 @@ class CacheDataset(Dataset):
             sample["reference"] = torch.from_numpy(np.array(ref)).permute(2, 0, 1).float() / 255
         if self.augment:
             _augment(sample, rng)
-        sample["masked"] = sample["target"] * (1 - sample["mask"])
         return sample
 
 

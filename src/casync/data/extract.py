@@ -17,7 +17,7 @@ from casync.audio.windows import cache_windows
 from casync.data import av_offset
 from casync.data.cache import NpyWriter, write_json_atomic
 from casync.data.source_checks import TooShortError, check_complete, check_source
-from casync.face import cut_crop, region_mask, track_video
+from casync.face import cut_crop, stored_mask, track_video
 from casync.face.track import NoFaceError, TrackResult
 from casync.media.audio import SILENCE_DBFS, frame_levels_dbfs, level_dbfs
 
@@ -32,7 +32,7 @@ def track_and_cut_crops(path: Path, out: Path, settings: PipelineSettings) -> Tr
     cutting + writing crops (a second thread); the tracker hands each frame on as soon as its
     smoothed crop box is final."""
     size = settings.crop_size
-    np.save(out / "mask.npy", (region_mask(size) > 0.5).astype(np.uint8))  # the same every frame
+    np.save(out / "mask.npy", stored_mask(size))  # the same every frame
     with (
         NpyWriter(out / "crops.npy", (size, size, 3), np.uint8) as crops,
         ThreadPoolExecutor(max_workers=1) as cutter,  # warpAffine releases the GIL

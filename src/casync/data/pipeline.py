@@ -13,7 +13,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from casync.audio.frontend import AudioFrontEnd
+from casync.audio.frontend import SAMPLE_RATE, AudioFrontEnd
 from casync.data import av_offset, staging
 from casync.data.cache import speaker_lock, validate_name, write_json_atomic
 from casync.data.extract import format_report, process_source
@@ -23,10 +23,12 @@ from casync.hashing import sha256_file
 
 @dataclass(frozen=True)
 class PipelineSettings:
-    fps: float = 25.0
-    sample_rate: int = 16_000
-    crop_size: int = 160
-    smoothing: float = 1.5  # Gaussian sigma (frames) of the crop-box smoothing
+    """`preprocess:` of conf/preprocess.yaml, typed; the config holds the defaults."""
+
+    fps: float
+    sample_rate: int
+    crop_size: int
+    smoothing: float  # Gaussian sigma (frames) of the crop-box smoothing
     min_duration_s: float = 2.0
     min_face_fraction: float = 0.5
     min_audio_dbfs: float = -60.0  # a soundtrack quieter than this overall is refused
@@ -35,6 +37,11 @@ class PipelineSettings:
     on_unsynced: str = "warn"  # warn | refuse: audio that follows the mouth at no lag
 
     def __post_init__(self) -> None:
+        if self.sample_rate != SAMPLE_RATE:
+            raise ValueError(
+                f"preprocess.sample_rate={self.sample_rate}: the speech front ends take "
+                f"{SAMPLE_RATE} Hz audio; leave it at {SAMPLE_RATE}"
+            )
         if self.on_truncated not in ("warn", "refuse"):
             raise ValueError(f"preprocess.on_truncated={self.on_truncated!r}: use warn or refuse")
         av_offset.check_setting(self.av_offset, self.on_unsynced)
@@ -58,7 +65,7 @@ def build_cache(
     speaker: str,
     videos: list[str | Path],
     front_end: AudioFrontEnd,
-    settings: PipelineSettings = PipelineSettings(),
+    settings: PipelineSettings,
     config: dict | None = None,
 ) -> dict[str, Any]:
     """Create or update `<cache_dir>/<speaker>` -> {"root", "speaker", "sources": {id: status}}.

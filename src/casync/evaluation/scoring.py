@@ -99,7 +99,8 @@ def open_inputs(cfg: DictConfig) -> tuple[str, LoadedGenerator, SpeakerCache, fl
     checkpoint = str(cfg.checkpoint)
     generator = load_generator(checkpoint)
     cache = open_cache(cfg.paths.cache_dir, str(cfg.speaker.name))
-    check_cache(generator, cache.meta, str(cache.root), checkpoint)
+    masks = {source.id: source.mask for source in cache.sources}
+    check_cache(generator, cache.meta, str(cache.root), checkpoint, masks)
     return checkpoint, generator, cache, held_out_fraction(checkpoint, cfg.evaluate.val_fraction)
 
 
