@@ -209,7 +209,7 @@ def test_oracle_beats_still_mouth_and_audio_ignoring_model_does_not(
     still = fake_generator(IgnoresAudioNet(), reference)
     checkpoint = tmp_path / "any.ckpt"
     shutil.copy(__file__, checkpoint)  # exists; its contents are never read (load is patched)
-    monkeypatch.setattr(evaluate_module, "training_val_fraction", lambda path: 0.25)
+    monkeypatch.setattr(evaluate_module, "training_split", lambda path: {"val_fraction": 0.25})
     results = {}
     for name, generator in (("oracle", oracle), ("ignores_audio", still)):
         monkeypatch.setattr(evaluate_module, "load_generator", lambda path, g=generator: g)
@@ -275,12 +275,18 @@ def test_evaluate_scores_the_frames_the_datamodule_validates_on(
     torch.manual_seed(0)
     save_generator_checkpoint(checkpoint, CASyncNet(**TINY), TINY, MEL)
     saved = torch.load(checkpoint, weights_only=True)
-    saved["datamodule_hyper_parameters"] = {"val_fraction": 0.1}  # as Lightning saves it
+    saved["datamodule_hyper_parameters"] = {"val_fraction": 0.1, "gap": 60}  # as Lightning does
     torch.save(saved, checkpoint)
     train_cfg = compose_config("train", [f"speaker.name={speaker}", f"paths.cache_dir={root}"])
-    data = instantiate(train_cfg.data, val_fraction=0.1, _convert_="all")  # as train() does
+    data = instantiate(train_cfg.data, val_fraction=0.1, gap=60, _convert_="all")  # as train()
     data.setup("validate")
     seen = {}
+
+    def recording_range(*args):
+        seen["held"] = held_out_range(*args)
+        return seen["held"]
+
+    monkeypatch.setattr(evaluate_module, "held_out_range", recording_range)
 
     class Recording(evaluate_module.HeldOutGenerator):
         def __call__(self, real, masks, windows, desc="generate"):
@@ -304,7 +310,8 @@ def test_evaluate_scores_the_frames_the_datamodule_validates_on(
     ]
     assert results["landmark_floor"]["landmark_frames"] == len(data.val_set) == 32
 
-    held = held_out_range(open_cache(root, speaker), 0.1)  # the view evaluate() scored
+    held = seen["held"]  # the view evaluate() scored
+    assert held.train == data.train_set.ranges  # the run's gap: [0, 120) and [0, 75), not 170
     np.testing.assert_array_equal(held.frames()[held.has_face()], data.val_set.index)
     still = np.stack([s.crops[f] for s, f in zip(sources, data.closed_mouth_frames(), strict=True)])
     np.testing.assert_array_equal(held.closed_mouth_crops(), still)

@@ -131,12 +131,12 @@ class HeldOut:
         return [(s, f.start / self.fps, f.stop / self.fps) for s, f in self._pairs()]
 
 
-def held_out_range(cache: SpeakerCache, val_fraction: float) -> HeldOut:
-    """The frames a run on `cache` with `data.val_fraction=val_fraction` validated on: the
-    validation split of the `CASyncDataModule` it trained with (its other settings the
-    defaults, which conf/data/default.yaml keeps)."""
+def held_out_range(cache: SpeakerCache, val_fraction: float, gap: int | None = None) -> HeldOut:
+    """The frames a run on `cache` with `data.val_fraction=val_fraction` and `data.gap=gap`
+    validated on: the validation split of the `CASyncDataModule` it trained with (the gap
+    decides its training ranges, where the closed-mouth reference comes from)."""
     data = CASyncDataModule(
-        str(cache.root.parent), [cache.speaker], num_workers=0, val_fraction=val_fraction
+        str(cache.root.parent), [cache.speaker], num_workers=0, val_fraction=val_fraction, gap=gap
     )
     held = HeldOut(data)
     if len(held) == 0:

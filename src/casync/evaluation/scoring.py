@@ -35,26 +35,29 @@ log = logging.getLogger(__name__)
 DEFAULT_VAL_FRACTION = 0.25  # CASyncDataModule's default
 
 
-def training_val_fraction(checkpoint: str) -> float | None:
-    """The `data.val_fraction` the checkpoint's run held out (Lightning stores the datamodule's
-    hyperparameters), or None when the checkpoint does not say (a hand-made one)."""
+def training_split(checkpoint: str) -> dict:
+    """The split settings of the checkpoint's run (`data.val_fraction`, `data.gap`: Lightning
+    stores the datamodule's hyperparameters); those it does not say (a hand-made checkpoint)
+    are missing."""
     data = read_checkpoint(checkpoint).get("datamodule_hyper_parameters") or {}
-    return float(data["val_fraction"]) if "val_fraction" in data else None
+    return {key: data[key] for key in ("val_fraction", "gap") if data.get(key) is not None}
 
 
-def held_out_fraction(checkpoint: str, requested: float | None) -> float:
-    """`evaluate.val_fraction`, refused when it reaches into the frames the checkpoint trained
-    on (a larger fraction than its run held out would score training frames as held out)."""
-    trained = training_val_fraction(checkpoint)
+def held_out_split(checkpoint: str, requested: float | None) -> tuple[float, int | None]:
+    """-> (`evaluate.val_fraction`, the run's `data.gap`). The fraction is refused when it
+    reaches into the frames the checkpoint trained on (a larger fraction than its run held out
+    would score training frames as held out)."""
+    split = training_split(checkpoint)
+    trained, gap = split.get("val_fraction"), split.get("gap")
     if requested is None:
-        return trained if trained is not None else DEFAULT_VAL_FRACTION
+        return (float(trained) if trained is not None else DEFAULT_VAL_FRACTION), gap
     if trained is not None and float(requested) > trained + 1e-9:
         raise ValueError(
             f"evaluate.val_fraction={requested} is larger than the {trained} checkpoint "
             f"'{checkpoint}' held out in training: frames it trained on would be scored as held "
             f"out. Use evaluate.val_fraction<={trained} (or null: the checkpoint's own)"
         )
-    return float(requested)
+    return float(requested), gap
 
 
 def build_lpips(cfg: DictConfig, device: str) -> LPIPSMetric | None:
@@ -92,7 +95,8 @@ def lse_scores(syncnet, held: HeldOut, frames: np.ndarray) -> dict[str, float]:
 
 
 def open_inputs(cfg: DictConfig) -> tuple[str, LoadedGenerator, SpeakerCache, float]:
-    """-> (checkpoint path, its generator, the speaker's cache, the held-out fraction), with the
+    """-> (checkpoint path, its generator, the speaker's cache, the held-out fraction and the
+    run's gap), with the
     checkpoint, the cache and their compatibility checked before any work."""
     if OmegaConf.is_missing(cfg, "checkpoint"):
         raise ValueError("missing checkpoint: python -m casync.evaluate checkpoint=run.ckpt ...")
@@ -101,14 +105,14 @@ def open_inputs(cfg: DictConfig) -> tuple[str, LoadedGenerator, SpeakerCache, fl
     cache = open_cache(cfg.paths.cache_dir, str(cfg.speaker.name))
     masks = {source.id: source.mask for source in cache.sources}
     check_cache(generator, cache.meta, str(cache.root), checkpoint, masks)
-    return checkpoint, generator, cache, held_out_fraction(checkpoint, cfg.evaluate.val_fraction)
+    return checkpoint, generator, cache, held_out_split(checkpoint, cfg.evaluate.val_fraction)
 
 
 def evaluate(cfg: DictConfig) -> dict:
     """Score `cfg.checkpoint` on `cfg.speaker`'s held-out range; returns the results dict that
     `casync.evaluation.write_report` writes (methods, shift_check, verdict, notes, paths)."""
-    checkpoint, generator, cache, val_fraction = open_inputs(cfg)
-    held = held_out_range(cache, val_fraction)
+    checkpoint, generator, cache, (val_fraction, gap) = open_inputs(cfg)
+    held = held_out_range(cache, val_fraction, gap)
     device = resolve_device(cfg.device)
     lpips_metric = build_lpips(cfg, device)  # fail on missing weights before the work
     syncnet = None
