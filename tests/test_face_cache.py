@@ -120,3 +120,13 @@ def test_a_negative_budget_is_refused_by_name():
 
 def test_the_infer_config_carries_the_budget(compose):
     assert compose("infer").face_cache_mb == 1024
+
+
+def test_an_output_no_longer_than_its_source_keeps_no_features(media, tmp_path):
+    """synthesize() of 0.2 s (5 frames) over the 9-frame clip never returns to a frame: keeping
+    its features would hold memory (up to the budget) for nothing. 2 s loops: all 9 are kept."""
+    synth = synthesizer(media)
+    synth.synthesize(media["loop"], media["audio"][:3200], tmp_path / "short.mp4")
+    assert len(synth.face_cache) == 0 and synth.face_cache.misses == 5
+    synth.synthesize(media["loop"], media["audio"], tmp_path / "long.mp4")
+    assert len(synth.face_cache) == N_SOURCE

@@ -42,13 +42,16 @@ class FaceFeatureCache:
         self._frames: dict[int, Features] = {}
         self.nbytes = 0
         self.hits = self.misses = 0
+        self.keep_new = True
 
     def __len__(self) -> int:
         return len(self._frames)
 
-    def bind(self, key: str) -> None:
+    def bind(self, key: str, keep_new: bool = True) -> None:
         """Use the cache for the source + reference `key` names (`source_key`): the features
-        of any other are dropped."""
+        of any other are dropped. `keep_new=False`: reuse what is kept, keep nothing more (an
+        output that never returns to a frame would fill the budget for nothing)."""
+        self.keep_new = keep_new
         if key != self.key:
             self._frames.clear()
             self.nbytes, self.key = 0, key
@@ -77,7 +80,7 @@ class FaceFeatureCache:
 
     def _keep(self, frame: int, features: Features) -> None:
         size = sum(t.numel() * t.element_size() for t in features)
-        if frame in self._frames or self.nbytes + size > self.budget_bytes:
+        if not self.keep_new or frame in self._frames or self.nbytes + size > self.budget_bytes:
             return
         # A copy: a view would keep the whole encoded batch alive, uncounted.
         self._frames[frame] = [t.clone() for t in features]

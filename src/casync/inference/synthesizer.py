@@ -129,10 +129,13 @@ class Synthesizer:
         audio_chunks: Iterable[np.ndarray],
         source: SourceVideo | None = None,
         frame_at: Callable[[int], np.ndarray] | None = None,
+        loops: bool = True,
     ) -> Iterator[RenderedFrame]:
         """16 kHz mono float32 chunks in, `RenderedFrame`s out, each as soon as the audio it
         depends on (~115 ms past its centre with the mel front end) and its group of
-        `batch_size` frames are complete. The last group is emitted when the chunks end."""
+        `batch_size` frames are complete. The last group is emitted when the chunks end.
+        `loops=False`: the output never comes back to a source frame (it is no longer than the
+        source), so no face features are kept for later passes."""
         source = source or self.source
         if source is None:
             raise ValueError("no source video: call prepare(video) first or pass source=")
@@ -142,7 +145,8 @@ class Synthesizer:
             frame_at = source.frames.__getitem__
         features = FrameFeatures(self.front_end, self.fps, self.silence_dbfs)
         hold, done, step = SilenceHold(), 0, self.batch_size
-        reference: list[np.ndarray] = []
+        reference = self._reference(source)
+        self.face_cache.bind(source_key(source.sha256, source.transforms, reference[0]), loops)
         for chunk in audio_chunks:
             features.push(chunk)
             ready = features.n_ready()
@@ -167,12 +171,9 @@ class Synthesizer:
             cut_crop(f, source.transforms[s], self.size)
             for f, s in zip(frames, indices, strict=True)
         ]
-        if not reference:
-            reference.append(self._reference(source))
-            self.face_cache.bind(source_key(source.sha256, source.transforms, reference[0]))
         owner, todo = hold.plan(silent, source.face_found[indices])
         todo_crops = [crops[i] for i in todo]
-        generated = self._generate_cached(todo_crops, indices[todo], windows[todo], reference[0])
+        generated = self._generate_cached(todo_crops, indices[todo], windows[todo], reference)
         for i, s in enumerate(indices):
             if owner[i] == NO_FACE:
                 yield RenderedFrame(j0 + i, int(s), frames[i], crops[i], bool(silent[i]), False)
@@ -231,7 +232,7 @@ class Synthesizer:
                 display_matrix=source.display_matrix,
             )  # fmt: skip
             try:  # until encode() owns the writer, a failure or SIGTERM must not leave its temp
-                rendered = self.render([waveform], source, frame_at)
+                rendered = self.render([waveform], source, frame_at, n_out > source.n_frames)
                 silent, faceless = encode(rendered, writer, n_out, self.progress)
             except BaseException:
                 writer._abort()
