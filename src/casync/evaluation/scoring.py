@@ -29,6 +29,7 @@ from casync.evaluation.runner import (
 )
 from casync.evaluation.sync import ShiftCheck, shift_check
 from casync.evaluation.syncnet import SYNCNET_MISSING_MESSAGE, load_syncnet, lse
+from casync.evaluation.verdict import notes, verdict
 from casync.runtime import resolve_device
 
 log = logging.getLogger(__name__)
@@ -94,10 +95,32 @@ def lse_scores(syncnet, held: HeldOut, frames: np.ndarray) -> dict[str, float]:
     return {k: sum(n * s[k] for n, s in scores) / total for k in ("lse_d", "lse_c")}
 
 
+def build_syncnet(cfg: DictConfig, held: HeldOut, device: str):
+    """The SyncNet expert for LSE, or None without `evaluate.syncnet_checkpoint`."""
+    if not cfg.evaluate.syncnet_checkpoint:
+        return None
+    syncnet = load_syncnet(cfg.evaluate.syncnet_checkpoint, device)
+    require_source_audio(held)
+    return syncnet
+
+
+def score_methods(
+    held: HeldOut, frames: dict, lips: dict, lpips_metric: LPIPSMetric | None, syncnet
+) -> dict[str, dict[str, float]]:
+    """Each method's metrics against the real frames (+ LSE-D/LSE-C with a SyncNet)."""
+    box = mouth_box(held.masks())
+    return {
+        name: method_metrics(
+            frames[name], frames["real"], lips[name], lips["real"], box, lpips_metric
+        )
+        | ({} if syncnet is None else lse_scores(syncnet, held, frames[name]))
+        for name in frames
+    }
+
+
 def open_inputs(cfg: DictConfig) -> tuple[str, LoadedGenerator, SpeakerCache, float]:
     """-> (checkpoint path, its generator, the speaker's cache, the held-out fraction and the
-    run's gap), with the
-    checkpoint, the cache and their compatibility checked before any work."""
+    run's gap), with the checkpoint, the cache and their compatibility checked before any work."""
     if OmegaConf.is_missing(cfg, "checkpoint"):
         raise ValueError("missing checkpoint: python -m casync.evaluate checkpoint=run.ckpt ...")
     checkpoint = str(cfg.checkpoint)
@@ -115,10 +138,7 @@ def evaluate(cfg: DictConfig) -> dict:
     held = held_out_range(cache, val_fraction, gap)
     device = resolve_device(cfg.device)
     lpips_metric = build_lpips(cfg, device)  # fail on missing weights before the work
-    syncnet = None
-    if cfg.evaluate.syncnet_checkpoint:
-        syncnet = load_syncnet(cfg.evaluate.syncnet_checkpoint, device)
-        require_source_audio(held)
+    syncnet = build_syncnet(cfg, held, device)  # and on a missing SyncNet or source audio
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -129,14 +149,8 @@ def evaluate(cfg: DictConfig) -> dict:
     frames = method_frames(held, generate)
     lips, check, check_all = lips_and_sync(cfg, held, generate, frames)
 
-    real = frames["real"]
     floor = landmark_metrics(lips["real"], held.tracked_lips())
-    box = mouth_box(held.masks())
-    methods = {
-        name: method_metrics(frames[name], real, lips[name], lips["real"], box, lpips_metric)
-        | ({} if syncnet is None else lse_scores(syncnet, held, frames[name]))
-        for name in frames
-    }
+    methods = score_methods(held, frames, lips, lpips_metric, syncnet)
     plot = plot_mouth_opening(
         mouth_opening(lips["casync"].points),
         mouth_opening(lips["real"].points),
@@ -211,39 +225,3 @@ def lips_and_sync(
                             has_audio=has_audio)  # fmt: skip
         check_all = shift_check(shifted_lips, real_points, held.fps, shifts_s, has_audio=has_audio)
     return lips, check, check_all
-
-
-def verdict(methods: dict, check) -> dict[str, bool]:
-    """The two claims the demo makes, and the library's stricter sync verdict."""
-    gen, still = methods["casync"]["lmd"], methods["still_mouth"]["lmd"]
-    return {
-        "beats_still_mouth_lmd": bool(np.isfinite(gen) and np.isfinite(still) and gen < still),
-        "positive_shift_margin": bool(check.lmd_margin > 0 and check.correlation_margin > 0),
-        "follows_audio": bool(check.follows_audio),
-    }
-
-
-def notes(held: HeldOut, lpips_metric, methods: dict, check, floor: dict) -> list[str]:
-    ranges = ", ".join(f"{s.id} {t0:.2f}-{t1:.2f} s" for s, t0, t1 in held.time_ranges())
-    lines = [
-        f"Held-out range: {len(held)} frames ({ranges}), driven by its own audio.",
-        "Generated mouths are pasted into the real crops with the regenerate mask (as inference "
-        "does), so pixels outside the mask are real for every method; 'mouth' = the mask's box.",
-        "Still-mouth baseline: the real crop with its mask region taken from one closed-mouth "
-        "frame of the training range. Real frames: the real crop against itself.",
-        f"For scale: on the same real frames, lips detected on the crops and the preprocessing "
-        f"tracker's (full frames) differ by LMD {floor['lmd']:.3f} px, opening corr "
-        f"{floor['opening_corr']:.3f} (landmark measurement noise).",
-    ]
-    if lpips_metric is None:
-        lines.append("LPIPS not computed (metrics.lpips=none).")
-    missing = {k: int(v.get("no_face_gen", 0)) for k, v in methods.items() if v.get("no_face_gen")}
-    if missing:
-        lines.append(f"Frames where no lips were found (skipped by LMD): {missing}.")
-    d = verdict(methods, check)
-    lines.append(
-        f"CASync LMD {methods['casync']['lmd']:.3f} px vs still mouth "
-        f"{methods['still_mouth']['lmd']:.3f} px: "
-        + ("beats the still-mouth baseline." if d["beats_still_mouth_lmd"] else "does NOT beat it.")
-    )
-    return lines

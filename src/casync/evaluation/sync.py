@@ -145,6 +145,44 @@ class ShiftCheck:
         return asdict(self)
 
 
+def scores(
+    points: np.ndarray, real_points: np.ndarray, real_opening: np.ndarray, subset: np.ndarray
+) -> tuple[float, float]:
+    """(LMD, mouth-opening correlation) of lip landmarks `points` against the real ones, on the
+    frames where the bool mask `subset` is True."""
+    return (
+        lmd(points[subset], real_points[subset]),
+        pearson(mouth_opening(points[subset]), real_opening[subset]),
+    )
+
+
+def shift_result(
+    seconds: float,
+    shift: int,
+    aligned: np.ndarray,
+    shifted: np.ndarray,
+    real_points: np.ndarray,
+    real_opening: np.ndarray,
+    subset: np.ndarray,
+    block: int,
+) -> ShiftResult:
+    """One shift's scores and margins over aligned audio, both on the frames in `subset`."""
+    shifted_lmd, shifted_corr = scores(shifted, real_points, real_opening, subset)
+    base_lmd, base_corr = scores(aligned, real_points, real_opening, subset)
+    lmd_ci, corr_ci = margin_intervals(aligned[subset], shifted[subset], real_points[subset], block)
+    return ShiftResult(
+        shift_s=float(seconds),
+        shift_frames=shift,
+        lmd=shifted_lmd,
+        correlation=shifted_corr,
+        lmd_margin=shifted_lmd - base_lmd,
+        correlation_margin=base_corr - shifted_corr,
+        frames=int(subset.sum()),
+        lmd_margin_ci=lmd_ci,
+        correlation_margin_ci=corr_ci,
+    )
+
+
 def shift_check(
     generate: Callable[[int], np.ndarray],
     real_points: np.ndarray,
@@ -165,37 +203,15 @@ def shift_check(
     keep = np.ones(len(real_points), bool) if frames is None else np.asarray(frames, bool)
     real_opening = mouth_opening(real_points)
     aligned = generate(0)
-
-    def score(points: np.ndarray, subset: np.ndarray) -> tuple[float, float]:
-        return (
-            lmd(points[subset], real_points[subset]),
-            pearson(mouth_opening(points[subset]), real_opening[subset]),
-        )
-
-    aligned_lmd, aligned_corr = score(aligned, keep)
+    aligned_lmd, aligned_corr = scores(aligned, real_points, real_opening, keep)
     block = max(1, round(BOOTSTRAP_BLOCK_S * fps))
     results = []
     for seconds in shifts_s:
         shift = shift_frames(seconds, fps)
         subset = keep if has_audio is None else keep & np.asarray(has_audio(shift), bool)
         shifted = generate(shift)
-        shifted_lmd, shifted_corr = score(shifted, subset)
-        base_lmd, base_corr = score(aligned, subset)
-        lmd_ci, corr_ci = margin_intervals(
-            aligned[subset], shifted[subset], real_points[subset], block
-        )
         results.append(
-            ShiftResult(
-                shift_s=float(seconds),
-                shift_frames=shift,
-                lmd=shifted_lmd,
-                correlation=shifted_corr,
-                lmd_margin=shifted_lmd - base_lmd,
-                correlation_margin=base_corr - shifted_corr,
-                frames=int(subset.sum()),
-                lmd_margin_ci=lmd_ci,
-                correlation_margin_ci=corr_ci,
-            )
+            shift_result(seconds, shift, aligned, shifted, real_points, real_opening, subset, block)
         )
     # np.min propagates NaN (Python's min() may drop it): an undefined score (no lips found, a
     # constant mouth) makes its margin NaN and the verdict False.

@@ -28,6 +28,7 @@ from casync.media.video import iter_frames, prefetch, probe_video
 # the last box. The limit is in frame bytes whether or not frames are kept, so preprocessing and
 # inference get the same boxes for the same video.
 GAP_BUFFER_BYTES = 256 << 20
+NO_POINTS = np.full((N_LANDMARKS, 2), np.nan, np.float32)  # a frame's landmarks without a face
 
 
 class NoFaceError(MediaError):
@@ -155,6 +156,14 @@ class _FixedLagSmoother:
         return out
 
 
+def _first_frame_settings(frame: np.ndarray) -> tuple[tuple[int, int], int, np.ndarray]:
+    """What the first frame fixes for a video: its (width, height), the longest gap without a
+    face that is bridged (frames within `GAP_BUFFER_BYTES`), the box held until a face is seen."""
+    height, width = frame.shape[:2]
+    fallback = np.array([width / 2, height / 2, min(width, height) / 2, 0.0])
+    return (width, height), max(1, GAP_BUFFER_BYTES // frame.nbytes), fallback
+
+
 def track_frames(
     frames: Iterable[np.ndarray],
     crop_size: int,
@@ -183,14 +192,10 @@ def track_frames(
     with FaceTracker() as tracker:
         for frame in tqdm(frames, total=total, desc=desc, unit="frame", leave=False):
             if not landmarks:
-                frame_size = (frame.shape[1], frame.shape[0])
-                max_gap = max(1, GAP_BUFFER_BYTES // frame.nbytes)
-                height, width = frame.shape[:2]
-                fallback = np.array([width / 2, height / 2, min(width, height) / 2, 0.0])
+                frame_size, max_gap, fallback = _first_frame_settings(frame)
             points = tracker(frame)
             found.append(points is not None)
-            landmarks.append(np.full((N_LANDMARKS, 2), np.nan, np.float32) if points is None
-                             else points[:, :2])  # fmt: skip
+            landmarks.append(NO_POINTS if points is None else points[:, :2])
             waiting.append(frame if on_frame is not None else None)
             box = None if points is None else crop_params(points)
             hand_out(smoother.push(box, max_gap, fallback))

@@ -135,18 +135,39 @@ def prepare_source(
         cache_file = _cache_file(Path(track_cache_dir), digest, fps, crop_size, smoothing)
         cached = _load_track(cache_file) if cache_file.is_file() else None
         if cached is not None:
-            # Without tracking there is no free decode to piggy-back on: keep frames only if
-            # they will be revisited (streaming, or ping-pong past the end), else decode
-            # them on the fly later, overlapped with generation.
-            n_cached = len(cached["face_found"])
-            revisit = keep_frames is None or keep_frames > n_cached
-            frames = _store(path, fps, keep_frames, max_ram_bytes) if revisit else None
-            matrix = tuple(cached["display_matrix"].tolist()) or None
-            return SourceVideo(
-                path, fps, None, cached["transforms"], cached["face_found"],
-                tuple(int(v) for v in cached["frame_size"]), digest, cached["reference_crop"],
-                int(cached["reference_frame"]), matrix, frames,
-            )  # fmt: skip
+            return _cached_source(path, fps, digest, cached, keep_frames, max_ram_bytes)
+    source = _tracked_source(path, fps, crop_size, smoothing, digest, keep_frames, max_ram_bytes)
+    if cache_file is not None:
+        _save_track(cache_file, source)
+    return source
+
+
+def _cached_source(
+    path: Path, fps: float, digest: str, cached: dict, keep_frames: int | None, max_ram_bytes: int
+) -> SourceVideo:
+    """The source from its cached track. Without tracking there is no free decode to piggy-back
+    on: frames are kept only if they will be revisited (streaming, or ping-pong past the end),
+    else decoded on the fly later, overlapped with generation."""
+    revisit = keep_frames is None or keep_frames > len(cached["face_found"])
+    frames = _store(path, fps, keep_frames, max_ram_bytes) if revisit else None
+    matrix = tuple(cached["display_matrix"].tolist()) or None
+    return SourceVideo(
+        path, fps, None, cached["transforms"], cached["face_found"],
+        tuple(int(v) for v in cached["frame_size"]), digest, cached["reference_crop"],
+        int(cached["reference_frame"]), matrix, frames,
+    )  # fmt: skip
+
+
+def _tracked_source(
+    path: Path,
+    fps: float,
+    crop_size: int,
+    smoothing: float,
+    digest: str,
+    keep_frames: int | None,
+    max_ram_bytes: int,
+) -> SourceVideo:
+    """The source tracked in one decode, which also keeps its first `keep_frames` frames."""
     store = FrameStore(max_ram_bytes) if keep_frames != 0 else None
 
     def decoded() -> Iterator[np.ndarray]:
@@ -157,14 +178,11 @@ def prepare_source(
 
     track = track_frames(decoded(), crop_size, smoothing, desc="tracking face", source=path)
     frame = _reference_frame(path, track)
-    source = SourceVideo(
+    return SourceVideo(
         path, fps, track, track.transforms, track.face_found, track.frame_size, digest,
         _crop_of(path, fps, store, frame, track.transforms[frame], crop_size), frame,
         display_matrix(path), store,
     )  # fmt: skip
-    if cache_file is not None:
-        _save_track(cache_file, source)
-    return source
 
 
 def _reference_frame(path: Path, track: TrackResult) -> int:

@@ -1,5 +1,6 @@
 """`Synthesizer`: a trained CASync checkpoint + a source video of the speaker + any driving audio
--> lip-synced frames, written as an MP4 (`synthesize`) or yielded as audio arrives (`stream`).
+-> lip-synced frames, written as an MP4 (`synthesize`: `casync.inference.batch`) or yielded as
+audio arrives (`stream`).
 
 Per output frame j: the source frame `ping_pong(j)` is cropped with the preprocessing geometry,
 its mouth region masked; the network fills it from the audio window; the crop is colour-matched
@@ -14,7 +15,6 @@ rate and region mask are the checkpoint's (see `casync.inference.source.choose_r
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from casync.audio.frontend import SAMPLE_RATE
 from casync.contract import (
     CheckpointError,
     CropGenerator,
@@ -30,17 +29,16 @@ from casync.contract import (
     load_generator,
 )
 from casync.face import cut_crop
+from casync.inference.batch import synthesize_mp4
 from casync.inference.blend import Blender
 from casync.inference.face_cache import FaceFeatureCache, source_key
 from casync.inference.features import FrameFeatures
 from casync.inference.front_end import build_front_end
-from casync.inference.mp4 import SequentialFrames, driving_audio, encode
 from casync.inference.precision import build_generator
 from casync.inference.schedule import ping_pong
 from casync.inference.silence import NO_FACE, SilenceHold
 from casync.inference.source import SourceVideo, choose_reference, prepare_source
 from casync.media.audio import SILENCE_DBFS
-from casync.media.writer import VideoWriter, check_writable
 
 
 @dataclass
@@ -211,48 +209,4 @@ class Synthesizer:
         self, video: str | Path, audio: str | Path | np.ndarray, output: str | Path
     ) -> dict:
         """Write the lip-synced MP4 and return a summary (frames, fps achieved, paths)."""
-        started = time.perf_counter()
-        output = check_writable(output, inputs=(video, audio))
-        waveform, mux_audio, mux_rate = driving_audio(audio)
-        n_out = int(round(len(waveform) / SAMPLE_RATE * self.fps))
-        if n_out < 1:
-            raise ValueError(f"driving audio {audio}: shorter than one frame at {self.fps:g} fps")
-        source = prepare_source(
-            video, self.fps, self.size, self.generator.smoothing, keep_frames=n_out,
-            track_cache_dir=self.track_cache_dir,
-        )  # fmt: skip
-        tracked = time.perf_counter()
-        try:
-            needed = min(n_out, source.n_frames)
-            frames = SequentialFrames(source.iter_frames(needed))
-            frame_at = frames.get if n_out <= source.n_frames else source.frames.__getitem__
-            width, height = source.frame_size
-            writer = VideoWriter(
-                output, self.fps, width, height, mux_audio, mux_rate, self.crf, self.preset,
-                display_matrix=source.display_matrix,
-            )  # fmt: skip
-            try:  # until encode() owns the writer, a failure or SIGTERM must not leave its temp
-                rendered = self.render([waveform], source, frame_at, n_out > source.n_frames)
-                silent, faceless = encode(rendered, writer, n_out, self.progress)
-            except BaseException:
-                writer._abort()
-                raise
-            frames.close()
-        finally:
-            source.close()
-        elapsed = time.perf_counter() - started
-        return {
-            "output": str(output),
-            "frames": n_out,
-            "fps": self.fps,
-            "duration_s": n_out / self.fps,
-            "audio_duration_s": len(waveform) / SAMPLE_RATE,
-            "source_frames": source.n_frames,
-            "silent_frames": int(silent),
-            "faceless_frames": int(faceless),  # no face in the source frame: shown unchanged
-            "reference": self.reference_used,
-            "seconds": elapsed,
-            "fps_achieved": n_out / elapsed,
-            "render_fps": n_out / max(time.perf_counter() - tracked, 1e-9),
-            "track_seconds": tracked - started,
-        }
+        return synthesize_mp4(self, video, audio, output)
