@@ -51,6 +51,15 @@ def crops(synth: Synthesizer, media: dict, video: Path) -> np.ndarray:
     return np.stack([r.generated for r in synth.render([media["audio"]])])
 
 
+def same_pixels(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal up to rounding ties: the cache encodes only the frames that miss, a smaller batch
+    than without it, and with 2+ threads oneDNN's kernels for another batch size can move a
+    tie by one level (the same as `CropGenerator` at another batch size). Wrong features
+    (another frame's, another reference's) change whole mouths, far past this."""
+    diff = np.abs(a.astype(np.int16) - b)
+    return a.shape == b.shape and diff.max() <= 1 and float(np.mean(diff > 0)) < 1e-3
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b) ** 2)
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
@@ -64,7 +73,7 @@ def test_a_looping_source_encodes_each_frame_once_and_gives_the_uncached_output(
     first = [next(rendered).generated for _ in range(BATCH)]  # frames 0-7: the first pass
     assert (synth.face_cache.hits, synth.face_cache.misses) == (0, BATCH)
     cached = np.stack(first + [r.generated for r in rendered])
-    assert len(cached) == 50 and np.array_equal(cached, uncached)  # bit for bit
+    assert len(cached) == 50 and same_pixels(cached, uncached)
     assert len(synth.face_cache) == N_SOURCE
     assert synth.face_cache.misses == N_SOURCE  # every later pass is all hits
     assert synth.face_cache.hits == len(cached) - N_SOURCE
@@ -80,7 +89,7 @@ def test_frames_past_the_memory_budget_are_not_kept(media):
     cached = crops(synth, media, media["loop"])
     assert len(synth.face_cache) == 3 and synth.face_cache.nbytes <= budget_mb * 2**20
     assert synth.face_cache.misses == len(cached) - synth.face_cache.hits > 3 * N_SOURCE
-    assert np.array_equal(cached, crops(synthesizer(media, face_cache_mb=0), media, media["loop"]))
+    assert same_pixels(cached, crops(synthesizer(media, face_cache_mb=0), media, media["loop"]))
 
 
 @pytest.mark.parametrize("change", ["video", "reference"])
@@ -98,7 +107,7 @@ def test_another_video_or_reference_never_reuses_the_first_ones_features(media, 
     fresh = synthesizer(media, face_cache_mb=0)
     fresh._reference = synth._reference
     expected = crops(fresh, media, second)
-    assert np.array_equal(got, expected)
+    assert same_pixels(got, expected)
     assert synth.face_cache.misses == 2 * N_SOURCE  # the second source was encoded again
 
 
