@@ -208,7 +208,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = model_rows(device, args.seconds, args.rounds, work)
     cache = Path(tempfile.mkdtemp(prefix="casync-tracks-"))
     runs = e2e_rows(args, cache)
-    streams = stream_rows(args.device, cache, SAMPLES, {"tiny": TINY, "paper size": FULL})
+    models = {"tiny": TINY, "paper size": FULL}
+    streams = stream_rows(args.device, cache, SAMPLES, models, looping_clip(2.0, cache))
     load_after = os.getloadavg()
     write_report(args, device, rows, runs, streams, load_before, load_after)
 
