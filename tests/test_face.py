@@ -8,7 +8,7 @@ import pytest
 from clips import sample_audio, sample_frames, write_clip
 
 from casync.face import (
-    LIPS,
+    LIP_INDICES,
     FaceTracker,
     cut_crop,
     params_to_transform,
@@ -30,7 +30,7 @@ def test_tracker_finds_478_landmarks_on_a_real_face_and_none_on_a_wall(obama):
         points = tracker(obama)
         assert tracker(np.full((256, 256, 3), 128, np.uint8)) is None
     assert points.shape == (478, 3)
-    lips, chin, nose = points[list(LIPS), :2], points[152, :2], points[1, :2]
+    lips, chin, nose = points[list(LIP_INDICES), :2], points[152, :2], points[1, :2]
     assert nose[1] < lips[:, 1].min() and lips[:, 1].max() < chin[1]  # upright face
     assert points[:, 0].min() > 0 and points[:, 0].max() < obama.shape[1]
 
@@ -137,5 +137,5 @@ def test_track_video_fills_faceless_frames_and_mouth_stays_in_mask(tmp_path, sam
     assert np.all((low <= centres[20:26]) & (centres[20:26] <= high))
     mask = region_mask(160) > 0
     for k in np.flatnonzero(track.face_found):
-        lips = transform_points(track.landmarks[k][list(LIPS)], track.transforms[k])
+        lips = transform_points(track.landmarks[k][list(LIP_INDICES)], track.transforms[k])
         assert mask[lips[:, 1].astype(int), lips[:, 0].astype(int)].all(), k

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from casync.data.cache import open_cache
-from casync.face import LIPS, transform_points
+from casync.face import LIP_INDICES, transform_points
 from casync.face.crop import mouth_box_mask
 from casync.training.losses import ReconstructionLoss
 
@@ -17,7 +17,9 @@ def test_the_lip_box_holds_the_real_lips_of_a_speaker_it_was_not_measured_on(aoc
     box = mouth_box_mask(160)
     inside = []
     for j in np.flatnonzero(np.asarray(source.face_found)):
-        lips = transform_points(np.asarray(source.landmarks[j])[list(LIPS)], source.transforms[j])
+        lips = transform_points(
+            np.asarray(source.landmarks[j])[list(LIP_INDICES)], source.transforms[j]
+        )
         x, y = np.clip(lips.round().astype(int), 0, 159).T
         inside.append(box[y, x].mean())
     assert np.mean(inside) > 0.97  # nearly every lip point of every frame

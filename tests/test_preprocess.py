@@ -20,7 +20,7 @@ import casync.data.staging as staging
 from casync.audio import MelFrontEnd, frame_windows
 from casync.data.cache import CacheBusyError, CacheError, open_cache, speaker_lock
 from casync.data.source_checks import TooShortError, TruncatedError
-from casync.face import LIPS, cut_crop, transform_points
+from casync.face import LIP_INDICES, cut_crop, transform_points
 from casync.face.track import NoFaceError
 from casync.inference.features import FrameFeatures
 from casync.media import (
@@ -92,7 +92,7 @@ def test_aoc_cache_round_trip(aoc_cache, sample_dir):
 def test_mouth_landmarks_fall_inside_the_stored_mask(aoc_cache):
     source = open_cache(*aoc_cache).sources[0]
     for k in range(0, 200, 7):
-        lips = transform_points(source.landmarks[k][list(LIPS)], source.transforms[k])
+        lips = transform_points(source.landmarks[k][list(LIP_INDICES)], source.transforms[k])
         assert source.masks[k][lips[:, 1].astype(int), lips[:, 0].astype(int)].all(), k
         assert source.masks[k][:30].sum() == 0  # the nose stays visible
 

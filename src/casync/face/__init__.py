@@ -10,11 +10,12 @@ from casync.face.crop import (
     stored_mask,
     transform_points,
 )
-from casync.face.landmarks import LIPS, N_LANDMARKS, FaceTracker
+from casync.face.landmarks import N_LANDMARKS, FaceTracker
+from casync.face.lips import LIP_INDICES
 from casync.face.track import NoFaceError, TrackResult, track_frames, track_video
 
 __all__ = [
-    "LIPS",
+    "LIP_INDICES",
     "N_LANDMARKS",
     "FaceTracker",
     "NoFaceError",

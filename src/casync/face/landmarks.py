@@ -5,8 +5,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from casync.face.lips import LIP_INDICES
-
 N_LANDMARKS = 478  # 468 mesh points + 10 iris points (refine_landmarks=True)
 
 # Indices into the MediaPipe face mesh used by the crop geometry and the tests.
@@ -15,7 +13,6 @@ SUBNASALE = 2
 CHIN = 152
 RIGHT_CHEEK, LEFT_CHEEK = 234, 454  # face width at cheekbone level
 RIGHT_EYE_OUTER, LEFT_EYE_OUTER = 33, 263
-LIPS = LIP_INDICES  # the lip points (see casync.face.lips)
 
 
 class FaceTracker:
