@@ -98,6 +98,7 @@ def stream_rows(
         ("tiny", "mel", "fp32", 1, video),
         ("tiny", "mel", fastest, 1, video),
         ("tiny", "whisper_tiny", "fp32", 1, video),
+        ("tiny", "whisper_tiny", fastest, 1, video),
         ("paper size", "mel", fastest, 1, video),
         ("paper size", "mel", fastest, 4, video),
         ("paper size", "mel", fastest, 1, avatar),
