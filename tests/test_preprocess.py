@@ -257,7 +257,9 @@ def test_faceless_frames_are_cached_counted_and_never_trained_on(tmp_path, sampl
     assert quality["frames_without_face"] == len(hidden)
     assert quality["longest_gap_frames"] == len(hidden)
     assert not np.asarray(source_cache.face_found)[list(hidden)].any()
-    dataset = CacheDataset([source_cache], [range(source_cache.n_frames)])
+    dataset = CacheDataset(
+        [source_cache], [range(source_cache.n_frames)], reference_min_gap=round(cache.meta["fps"])
+    )
     served = {int(sample["frame"]) for sample in (dataset[i] for i in range(len(dataset)))}
     assert served == set(range(source_cache.n_frames)) - set(hidden)
 

@@ -25,7 +25,8 @@ class CacheDataset(Dataset):
         ranges: list[range],
         use_reference: bool = True,
         augment: bool = False,
-        reference_min_gap: int = 25,
+        *,
+        reference_min_gap: int,  # frames (the DataModule's reference_min_gap_s at the cache's fps)
         random_reference: bool = False,
         fixed_references: list[int] | None = None,
     ) -> None:
