@@ -61,18 +61,26 @@ def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return 10 * np.log10(1.0 / np.maximum(mse, 1e-12))
 
 
+def jpeg(crops: np.ndarray, quality: int) -> np.ndarray:
+    """`crops` after a JPEG round trip at `quality`: measurement noise for the lip landmarks."""
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality]
+    return np.stack([cv2.imdecode(cv2.imencode(".jpg", c, params)[1], 1) for c in crops])
+
+
 def check_quality(held_out, fp32: np.ndarray, reduced: np.ndarray) -> None:
     crops, mask, _ = held_out
     assert psnr(reduced, fp32).mean() >= 35.0
     assert np.abs(reduced - fp32).max() > 0  # a reduced path really ran
     error = (reduced - fp32) * 255.0 * mask[..., None]  # the precision's error, mouth only
     perturbed = np.clip(crops + error, 0, 255).round().astype(np.uint8)
-    jpeg = [
-        cv2.imdecode(cv2.imencode(".jpg", c, [cv2.IMWRITE_JPEG_QUALITY, 95])[1], 1) for c in crops
-    ]
     with LipLandmarkExtractor() as extract:
-        real, moved, noise = extract(crops), extract(perturbed), extract(np.stack(jpeg))
-    assert real.found.sum() >= 8 and (moved.found == real.found).all()
+        real, moved = extract(crops), extract(perturbed)
+        noise, coarse = extract(jpeg(crops, 95)), extract(jpeg(crops, 90))
+    assert real.found.sum() >= 8
+    # The face mesh may lose a crop only where it is borderline: where a JPEG q90 round trip
+    # (measurement noise) loses or finds it too.
+    borderline = coarse.found != real.found
+    assert not ((moved.found != real.found) & ~borderline).any()
     noise_px = lmd(noise.points, real.points)  # mean over frames where both have landmarks
     assert lmd(moved.points, real.points) <= max(noise_px, 0.1)
 
@@ -94,6 +102,37 @@ def test_int8_matches_fp32_on_held_out_frames_and_is_cached(held_out, tmp_path, 
     stored = sorted(path.name.split(".", 1)[1] for path in tmp_path.glob("generator-*.int8.onnx"))
     assert stored == ["decode.int8.onnx", "face.int8.onnx"]
     assert all(path.stat().st_size > 0 for path in tmp_path.glob("generator-*.int8.onnx"))
+
+
+def test_int8_quantizes_dense_convolutions_and_keeps_depthwise_ones_float(tmp_path):
+    """The quantizer turns the dense convolutions and matrix products into int8 and leaves the
+    depthwise convolutions, norms and activations float32 (their quantize/dequantize pairs
+    cost more than int8 saves)."""
+    import onnx
+
+    from casync.inference.onnx_export import export_onnx
+    from casync.inference.precision import quantize_graph
+    from casync.model.blocks import DepthwiseSeparableConv
+
+    class Block(torch.nn.Sequential):
+        def example_inputs(self, batch: int) -> tuple[torch.Tensor]:
+            return (torch.rand(batch, 8, 16, 16),)
+
+    torch.manual_seed(0)
+    block = Block(DepthwiseSeparableConv(8, 16), torch.nn.Conv2d(16, 16, 3, padding=1)).eval()
+    fp32 = export_onnx(block, tmp_path / "block.onnx", names=["x"])
+    quantized = quantize_graph(fp32, tmp_path / "block.int8.onnx", [np.random.rand(4, 8, 16, 16)
+                               .astype(np.float32)])  # fmt: skip
+    graph = onnx.load(str(quantized)).graph
+    dequantized = {node.output[0] for node in graph.node if node.op_type == "DequantizeLinear"}
+    convs = {  # (depthwise, int8 weights) of every convolution
+        (any(a.name == "group" and a.i > 1 for a in node.attribute), node.input[1] in dequantized)
+        for node in graph.node
+        if node.op_type == "Conv"
+    }
+    assert convs == {(True, False), (False, True)}
+    ops = {node.op_type for node in graph.node}
+    assert {"InstanceNormalization", "Sigmoid"} <= ops  # GroupNorm and SiLU, in float32
 
 
 def test_unknown_precision_is_refused_by_name():
