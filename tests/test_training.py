@@ -342,6 +342,9 @@ def test_experiment_values_override_the_base_config(tmp_path):
     assert cfg.loss.perceptual == "none" and cfg.metrics.lpips == "none"
     assert cfg.optim.lr == 2.0e-3
     assert compose_train(["experiment=paper", f"paths.output_dir={tmp_path}"]).optim.ema_decay > 0
+    sharper = compose_train(["experiment=finetune_cpu", f"paths.output_dir={tmp_path}"])
+    assert sharper.loss.perceptual == "efficientnet_lite0" and sharper.trainer.max_steps == 2000
+    assert sharper.loss.mouth_weight == cfg.loss.mouth_weight and sharper.optim.lr == 2.0e-3
 
 
 @pytest.mark.slow
