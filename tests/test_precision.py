@@ -102,6 +102,9 @@ def test_int8_matches_fp32_on_held_out_frames_and_is_cached(held_out, tmp_path, 
     stored = sorted(path.name.split(".", 1)[1] for path in tmp_path.glob("generator-*.int8.onnx"))
     assert stored == ["decode.int8.onnx", "face.int8.onnx"]
     assert all(path.stat().st_size > 0 for path in tmp_path.glob("generator-*.int8.onnx"))
+    torch.manual_seed(0)  # the same weights: the stored graphs are opened before the first call
+    again = build_generator(CASyncNet(**config).eval(), "int8", "cpu", tmp_path)
+    assert sorted(again.sessions) == ["decode", "face"]
 
 
 def test_int8_quantizes_dense_convolutions_and_keeps_depthwise_ones_float(tmp_path):

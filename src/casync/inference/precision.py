@@ -136,7 +136,9 @@ class Int8Generator:
             cache_dir = self._temp.name
         stem = f"generator-{weights_hash(self.net)[:16]}-{QUANTIZATION}"
         self.paths = {half: Path(cache_dir) / f"{stem}.{half}.int8.onnx" for half in HALVES}
-        self.sessions: dict = {}
+        # Stored graphs open now, not on the first frame (~0.5 s at paper size: a stream's
+        # first frame and a short clip would pay it).
+        self.sessions = {half: self._open(half) for half in HALVES if self.paths[half].is_file()}
 
     def __call__(self, masked, mask, audio, reference=None) -> torch.Tensor:
         return self.decode(*self.encode_face(masked, mask, reference), audio)
@@ -150,14 +152,16 @@ class Int8Generator:
         (crop,) = self._run("decode", [bottleneck, *skips, audio])
         return crop
 
-    def _run(self, half: str, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    def _open(self, half: str):
         from casync.inference.onnx_export import OnnxGenerator
 
+        return OnnxGenerator(self.paths[half], threads=torch.get_num_threads())
+
+    def _run(self, half: str, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
         arrays = [x.detach().float().cpu().numpy() for x in inputs]
         if half not in self.sessions:
-            if not self.paths[half].is_file():
-                quantize_half(self.net, half, self.paths[half], arrays)
-            self.sessions[half] = OnnxGenerator(self.paths[half], threads=torch.get_num_threads())
+            quantize_half(self.net, half, self.paths[half], arrays)
+            self.sessions[half] = self._open(half)
         outputs = self.sessions[half].run(*arrays)
         return [torch.from_numpy(y).to(inputs[0].device) for y in outputs]
 
