@@ -10,8 +10,9 @@ stream, resolved against the hardware and turned into a generator callable.
   by onnxruntime on the CPU with VNNI dot products. Only the dense convolutions and the matrix
   products are quantized (`QUANTIZED_OPS`; depthwise convolutions, norms and activations stay
   float32): the others are memory-bound, and the quantize/dequantize pairs around them cost
-  more than int8 saves (measured: ~10 % faster and ~3 dB closer to fp32 than quantizing all). Quantizing takes about a minute, so the
-  quantized graphs are kept in `cache_dir`, keyed by the weights' hash.
+  more than int8 saves (measured: ~10 % faster and ~3 dB closer to fp32 than quantizing all).
+  Quantizing takes about a minute, so the quantized graphs are kept in `cache_dir`, keyed by
+  the weights' hash and the recipe (`QUANTIZATION`).
 
 Every generator has the network's signature and its two halves, `encode_face` and `decode`
 (`CASyncNet`'s), so a looping source's face features can be cached (`inference.face_cache`).
@@ -127,7 +128,8 @@ class Int8Generator:
     call (see the module doc).
 
     The quantized graphs are stored in `cache_dir` (a temporary folder when None) as
-    `generator-<weights hash>-dense.{face,decode}.int8.onnx` and reused by later runs of the weights."""
+    `generator-<weights hash>-dense.{face,decode}.int8.onnx` and reused by later runs of the
+    weights."""
 
     def __init__(self, net: CASyncNet, cache_dir: str | Path | None = None) -> None:
         self.net = net.eval().cpu()
@@ -232,8 +234,9 @@ def quantize_graph(fp32: Path, path: Path, calibration: list[np.ndarray]) -> Pat
 def depthwise_convs(graph) -> list[str]:
     """The names of `graph`'s grouped convolutions (one filter per input channel group), which
     stay float32: memory-bound, int8 makes them slower once their quantize/dequantize is paid."""
-    return [
-        node.name
-        for node in graph.node
-        if node.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in node.attribute)
-    ]
+    return [node.name for node in graph.node if is_depthwise(node)]
+
+
+def is_depthwise(node) -> bool:
+    """Whether the ONNX `node` is a grouped convolution."""
+    return node.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in node.attribute)
