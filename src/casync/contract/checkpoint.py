@@ -26,6 +26,7 @@ from casync.contract.record import (
     default_contract,
 )
 from casync.model import CASyncNet
+from casync.plain_settings import SettingsError, plain_settings
 
 
 @dataclass
@@ -41,6 +42,7 @@ class LoadedGenerator:
     references: list[SourceReference] = field(default_factory=list)
     front_end_description: dict | None = None  # the training cache's front end (format 3)
     mask: np.ndarray = field(kw_only=True)  # (S, S) uint8, 1 = regenerate: the network's input
+    path: str | None = field(default=None, kw_only=True)  # the file it was read from, for messages
 
     @property
     def front_end(self) -> dict:
@@ -129,8 +131,8 @@ def load_generator(path: str | Path, map_location: str = "cpu") -> LoadedGenerat
     checkpoint = read_checkpoint(path, map_location)
     model_config = _model_config(checkpoint, path)
     try:
-        net = CASyncNet(**model_config)
-    except TypeError as error:
+        net = CASyncNet(**plain_settings(CASyncNet, model_config, f"checkpoint '{path}'", "model."))
+    except (TypeError, SettingsError) as error:
         raise CheckpointError(
             f"checkpoint '{path}' describes a network this CASync cannot build: {error}"
         ) from error
@@ -167,4 +169,5 @@ def load_generator(path: str | Path, map_location: str = "cpu") -> LoadedGenerat
         references=references,
         front_end_description=contract.front_end,
         mask=contract.mask,
+        path=str(path),
     )

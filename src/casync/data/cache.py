@@ -197,7 +197,10 @@ def open_cache(cache_dir: str | Path, speaker: str) -> SpeakerCache:
         )
     sources = []
     for entry in meta["sources"]:
-        source_dir = root / "sources" / entry["id"]
+        try:  # meta.json is a file: its ids become paths only once checked
+            source_dir = root / "sources" / validate_name(entry["id"], "source id")
+        except ValueError as error:
+            raise CacheError(f"cache {root}: meta.json lists {error}: {_hint(speaker)}") from None
         source_json = source_dir / "source.json"
         stored = json.loads(source_json.read_text()) if source_json.is_file() else {}
         missing = [name for name in ARRAYS if not (source_dir / f"{name}.npy").is_file()]

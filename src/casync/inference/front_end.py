@@ -1,25 +1,24 @@
-"""The audio front end inference builds from a checkpoint's own audio config."""
+"""The audio front end inference builds from a checkpoint's own audio config: data, never code
+(`casync.audio.build` allows only CASync's front ends with plain settings)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
-
+from casync.audio.build import build_front_end as build_from_config
 from casync.contract import CheckpointError, LoadedGenerator, check_front_end
+from casync.plain_settings import SettingsError
 
 
-def build_front_end(generator: LoadedGenerator, path: str | Path = "checkpoint"):
+def build_front_end(generator: LoadedGenerator, path: str | Path | None = None):
     """The checkpoint's own audio front end, checked against what the network was trained on
     (its cache's front-end description, e.g. the Whisper weights' hash, and its own input size)."""
     config = dict(generator.audio_config)
-    if "_target_" not in config:
-        raise CheckpointError(f"checkpoint '{path}': its audio config has no _target_: {config}")
+    path = path or generator.path or "checkpoint"
     try:
-        front_end = instantiate(config, _convert_="all")
-    except InstantiationException as error:  # Hydra hides the front end's own clear message
-        raise (error.__cause__ or error) from None
+        front_end = build_from_config(config, f"checkpoint '{path}'")
+    except SettingsError as error:
+        raise CheckpointError(str(error)) from None
     check_front_end(
         generator.front_end,
         front_end.describe(),

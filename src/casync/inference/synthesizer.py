@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from casync.audio.frontend import SAMPLE_RATE
+from casync.audio.pcm import check_rate
 from casync.contract import (
     CheckpointError,
     CropGenerator,
@@ -195,11 +197,18 @@ class Synthesizer:
 
     # -- public entry points ---------------------------------------------------------------------
     def stream(
-        self, audio_chunks: Iterable[np.ndarray], video: str | Path | None = None
+        self,
+        audio_chunks: Iterable[np.ndarray],
+        video: str | Path | None = None,
+        sample_rate: int = SAMPLE_RATE,
     ) -> Iterator[np.ndarray]:
         """Yield output frames (H, W, 3) uint8 as 16 kHz mono chunks arrive. Latency: a frame
         leaves once the audio reaches ~115 ms past its centre (mel) and its group of
-        `batch_size` frames is complete, plus compute; use batch_size=1 for the lowest."""
+        `batch_size` frames is complete, plus compute; use batch_size=1 for the lowest.
+
+        Chunks (`casync.audio.pcm`): 1-D mono at 16 kHz (`sample_rate` declares it), int16 or
+        float32/float64 in [-1, 1], finite; anything else raises a PCMError naming the fault."""
+        check_rate(sample_rate)
         if video is not None:
             self.prepare(video)
         for rendered in self.render(audio_chunks):
