@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from casync.audio.frontend import FEATURE_RATE, HOP, SAMPLE_RATE, Chunking
+from casync.audio.pcm import pcm_chunk
 from casync.media.audio import SILENCE_DBFS, frame_levels_dbfs
 
 
@@ -104,7 +105,7 @@ class FrameFeatures:
     def push(self, samples: np.ndarray) -> None:
         if self.finished:
             raise RuntimeError("push() after finish()")
-        samples = np.asarray(samples, np.float32).reshape(-1)
+        samples = pcm_chunk(samples)  # the chunk contract: 1-D mono, finite, int16 scaled
         self._audio = np.concatenate([self._audio, samples])
         self.n_samples += len(samples)
 
