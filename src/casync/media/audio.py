@@ -6,6 +6,7 @@ memory at its source rate and channel count.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import av
@@ -14,6 +15,8 @@ import soxr
 
 from casync.media import NoAudioStreamError, UnreadableMediaError
 from casync.media.video import open_media
+
+log = logging.getLogger(__name__)
 
 
 def _start_time(stream: av.stream.Stream | None) -> float:
@@ -38,16 +41,18 @@ def load_audio(path: str | Path, sample_rate: int, align_to_video: bool = True) 
         source_rate = stream.codec_context.sample_rate or stream.rate
         planar = av.AudioResampler(format="fltp", rate=source_rate)  # any sample format -> float
         resampler = soxr.ResampleStream(source_rate, sample_rate, 1, dtype="float32")
-        chunks = []
+        chunks, stats = [], SignalStats()
         try:
             for frame in container.decode(stream):
                 for converted in planar.resample(frame):
-                    mono = converted.to_ndarray().mean(axis=0, dtype=np.float32)
-                    chunks.append(resampler.resample_chunk(mono))
+                    channels = converted.to_ndarray()  # (C, n) float32
+                    stats.add(channels, source_rate)
+                    chunks.append(resampler.resample_chunk(channels.mean(axis=0, dtype=np.float32)))
         except av.FFmpegError as error:
             raise UnreadableMediaError(
                 path, f"audio decoding failed ({error})", "Re-export the file."
             ) from error
+        stats.check(path)
         chunks.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
         audio = np.concatenate(chunks).astype(np.float32, copy=False)
         if stream.duration is not None and stream.time_base is not None:
@@ -61,6 +66,61 @@ def load_audio(path: str | Path, sample_rate: int, align_to_video: bool = True) 
             path, "the audio stream has no decodable samples", "Re-export it."
         )
     return audio
+
+
+class SignalStats:
+    """What decoding sees of the source samples, so that bad audio is found when it is loaded:
+    non-finite samples (an error: they would fail the encoder after every frame is rendered),
+    channels that cancel in the mono mix, and float samples past full scale (warnings)."""
+
+    def __init__(self) -> None:
+        self.samples = 0
+        self.first_bad_s: float | None = None
+        self.n_bad = 0
+        self.peak = 0.0
+        self.channel_energy = 0.0  # sum of squares over channels, averaged per channel
+        self.mix_energy = 0.0
+
+    def add(self, channels: np.ndarray, rate: int) -> None:
+        finite = np.isfinite(channels)
+        if not finite.all():
+            if self.first_bad_s is None:
+                self.first_bad_s = (self.samples + int(np.argmin(finite.all(axis=0)))) / rate
+            self.n_bad += int((~finite).sum())
+            channels = np.where(finite, channels, 0.0)
+        self.samples += channels.shape[1]
+        self.peak = max(self.peak, float(np.abs(channels).max(initial=0.0)))
+        self.channel_energy += float(np.square(channels, dtype=np.float64).sum()) / len(channels)
+        self.mix_energy += float(np.square(channels.mean(axis=0), dtype=np.float64).sum())
+
+    def check(self, path: Path) -> None:
+        if self.n_bad:
+            raise UnreadableMediaError(
+                path,
+                f"{self.n_bad} audio samples are NaN or infinite (the first at "
+                f"{self.first_bad_s:.2f} s)",
+                "Re-export the audio from its source (a float WAV written by a broken step?).",
+            )
+        channels_db, mix_db = (
+            _dbfs(e, self.samples) for e in (self.channel_energy, self.mix_energy)
+        )
+        if channels_db > SILENCE_DBFS and mix_db < channels_db - 20:
+            log.warning(
+                "%s: its channels cancel when mixed to mono (%.0f dBFS per channel, %.0f dBFS "
+                "mixed: one channel phase-inverted?); the mix is near silence and the mouth will "
+                "stay still. Fix the file, or keep one channel.",
+                path, channels_db, mix_db,
+            )  # fmt: skip
+        if self.peak > 1.0:
+            log.warning(
+                "%s: float samples peak at %.2f (%.1f dB past full scale); they are clipped to "
+                "[-1, 1] in the output's sound. Lower its gain to keep the peaks.",
+                path, self.peak, 20 * np.log10(self.peak),
+            )  # fmt: skip
+
+
+def _dbfs(energy: float, samples: int) -> float:
+    return 20.0 * np.log10(max(np.sqrt(energy / max(samples, 1)), 1e-6))
 
 
 # A video frame whose audio window (its +-window/2 span) is quieter than this is silence: inference
