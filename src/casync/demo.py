@@ -26,6 +26,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 import casync.run_dir  # noqa: F401  (registers the resolvers hydra.run.dir uses)
+from casync.cli import command
 from casync.media import MediaError, MediaFileNotFoundError
 from casync.media.side_by_side import side_by_side, trim_audio, trim_video
 
@@ -178,7 +179,7 @@ def infer_config(
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="demo")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     from casync.contract import CheckpointError
     from casync.data.cache import CacheError
     from casync.demo_report import verdict_lines
@@ -195,6 +196,9 @@ def main(cfg: DictConfig) -> None:
     print()
     for line in verdict_lines(summary):
         print(line)
+
+
+main = command(hydra_main)
 
 
 if __name__ == "__main__":

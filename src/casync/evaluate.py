@@ -12,6 +12,7 @@ import hydra
 from omegaconf import DictConfig
 
 import casync.run_dir  # noqa: F401  (registers the resolvers hydra.run.dir uses)
+from casync.cli import command
 from casync.evaluation.scoring import evaluate
 
 __all__ = ["evaluate", "main"]
@@ -20,7 +21,7 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     from casync.cli import exit_on_bad_input
 
     with exit_on_bad_input():
@@ -30,6 +31,9 @@ def main(cfg: DictConfig) -> None:
         f"wrote {results['files']['json']}, {results['files']['markdown']}, "
         f"{results['files']['plot']}"
     )
+
+
+main = command(hydra_main)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import casync.run_dir  # noqa: F401  (registers the resolvers hydra.run.dir uses)
+from casync.cli import command
 
 log = logging.getLogger(__name__)
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
@@ -91,7 +92,7 @@ def summary_line(result: dict) -> str:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="infer")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     from casync.cli import exit_on_bad_input
 
     # SIGTERM unwinds like Ctrl-C, so the half-written output's temp file is removed.
@@ -99,6 +100,14 @@ def main(cfg: DictConfig) -> None:
     with exit_on_bad_input():
         result = infer(cfg)
     print(summary_line(result))
+
+
+main = command(
+    hydra_main,
+    hints={
+        "audio": "the speech to lip-sync is driving_audio=FILE (audio.KEY=VALUE changes a setting of the checkpoint's front end)"
+    },
+)
 
 
 if __name__ == "__main__":

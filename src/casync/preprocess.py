@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import casync.run_dir  # noqa: F401  (registers the resolvers hydra.run.dir uses)
 from casync.audio.build import build_front_end
+from casync.cli import command
 from casync.data.cache import validate_name
 from casync.data.pipeline import PipelineSettings, build_cache
 
@@ -39,11 +40,14 @@ def preprocess(cfg: DictConfig) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="preprocess")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     from casync.cli import exit_on_bad_input
 
     with exit_on_bad_input():
         preprocess(cfg)
+
+
+main = command(hydra_main)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 import casync.run_dir  # noqa: F401  (registers the resolvers hydra.run.dir uses)
+from casync.cli import command
 from casync.model.complexity import model_complexity
 from casync.runtime import resolve_device
 from casync.train import CONFIG_DIR
@@ -106,8 +107,11 @@ def profile(cfg: DictConfig) -> dict:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="profile")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     profile(cfg)
+
+
+main = command(hydra_main)
 
 
 if __name__ == "__main__":

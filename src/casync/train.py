@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import casync.run_dir  # noqa: F401  (registers the resolvers hydra.run.dir uses)
+from casync.cli import command
 from casync.contract import (
     check_front_end,
     check_resumable,
@@ -76,7 +77,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "the cache was built with",
     )
     if cfg.ckpt_path:
-        check_resumable(cfg.ckpt_path, OmegaConf.to_container(cfg.model, resolve=True))
+        videos = {source.info["sha256"] for source in datamodule.sources}
+        check_resumable(cfg.ckpt_path, OmegaConf.to_container(cfg.model, resolve=True), videos)
     system = build_system(cfg, datamodule)
     if cfg.init_from:
         load_init_weights(system, cfg.init_from)
@@ -100,13 +102,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float | None:
     from casync.cli import exit_on_bad_input
 
     with exit_on_bad_input():
         metrics = train(cfg)
     objective = cfg.get("optimized_metric")
     return metrics.get(objective) if objective else None
+
+
+main = command(hydra_main)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ references, front end). `load_generator` reads all three into a `LoadedGenerator
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from casync.contract.record import (
 )
 from casync.model import CASyncNet
 from casync.plain_settings import SettingsError, plain_settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -112,10 +115,21 @@ def _model_config(checkpoint: dict, path: str | Path) -> dict:
     return {k: v for k, v in hparams["model"].items() if k != "_target_"}
 
 
-def check_resumable(path: str | Path, model_config: dict) -> None:
+def check_resumable(
+    path: str | Path, model_config: dict, source_hashes: set[str] | None = None
+) -> None:
     """`ckpt_path=` must be a readable checkpoint of this run's network: one line naming the
-    file and the model settings that differ (not one line per mismatched tensor)."""
-    trained = _model_config(read_checkpoint(path), path)
+    file and the model settings that differ (not one line per mismatched tensor). A checkpoint
+    trained on none of `source_hashes` (this run's videos) is another speaker's run: warned."""
+    checkpoint = read_checkpoint(path)
+    trained_on = {r.get("sha256") for r in checkpoint.get("casync", {}).get("references", [])}
+    if source_hashes and trained_on - {None} and not trained_on & source_hashes:
+        log.warning(
+            "ckpt_path=%s was trained on none of this run's videos (another speaker's run?): "
+            "resuming continues that run on these. To fine-tune from it, use init_from=... instead",
+            path,
+        )
+    trained = _model_config(checkpoint, path)
     wanted = {k: v for k, v in model_config.items() if k != "_target_"}
     differ = {k: (trained.get(k), wanted.get(k)) for k in trained.keys() | wanted.keys()}
     differ = {k: pair for k, pair in differ.items() if pair[0] != pair[1]}

@@ -6,6 +6,7 @@ commits them all with `meta.json` last (`staging`).
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from casync.data.cache import speaker_lock, validate_name, write_json_atomic
 from casync.data.extract import format_report, process_source
 from casync.data.source_checks import check_source
 from casync.hashing import sha256_file
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -76,13 +79,23 @@ def build_cache(
     validate_name(speaker)
     if not videos:
         raise ValueError(f"speaker '{speaker}' lists no videos: set speaker.videos=[...]")
-    paths = [Path(video).expanduser().resolve() for video in videos]
+    paths = unique_paths([Path(video).expanduser().resolve() for video in videos], speaker)
     for path in tqdm(paths, desc="checking sources", leave=False):
         check_source(path, settings)
     root = Path(cache_dir) / speaker
     with speaker_lock(cache_dir, speaker):  # a second run at once would share .work/
         statuses = _update(root, paths, front_end, settings, config or {})
     return {"root": root, "speaker": speaker, "sources": statuses}
+
+
+def unique_paths(paths: list[Path], speaker: str) -> list[Path]:
+    """Each video once: a video listed twice would weigh double in training (warned)."""
+    unique = list(dict.fromkeys(paths))
+    for path in {p for p in paths if paths.count(p) > 1}:
+        log.warning(
+            "speaker '%s' lists %s %d times: it is used once", speaker, path, paths.count(path)
+        )
+    return unique
 
 
 def _update(

@@ -135,11 +135,39 @@ def prepare_source(
         cache_file = _cache_file(Path(track_cache_dir), digest, fps, crop_size, smoothing)
         cached = _load_track(cache_file) if cache_file.is_file() else None
         if cached is not None:
-            return _cached_source(path, fps, digest, cached, keep_frames, max_ram_bytes)
+            source = _cached_source(path, fps, digest, cached, keep_frames, max_ram_bytes)
+            warn_if_upscaled(source, crop_size)
+            return source
     source = _tracked_source(path, fps, crop_size, smoothing, digest, keep_frames, max_ram_bytes)
+    warn_if_upscaled(source, crop_size)
     if cache_file is not None:
-        _save_track(cache_file, source)
+        try:
+            _save_track(cache_file, source)
+        except OSError as error:  # a read-only or full cache folder costs the next run, not this
+            log.warning(
+                "face-track cache %s could not be written (%s): carrying on without it",
+                cache_file, error,
+            )  # fmt: skip
     return source
+
+
+# A crop that enlarges the source face more than this shows a soft, blocky mouth.
+MAX_UPSCALE = 2.0
+
+
+def warn_if_upscaled(source: SourceVideo, crop_size: int) -> None:
+    """Warn when the crop enlarges the face: the source face is small for the checkpoint."""
+    transforms = source.transforms[source.face_found]
+    if len(transforms) == 0:
+        return
+    scale = float(np.median(np.sqrt(np.abs(np.linalg.det(transforms[:, :, :2])))))
+    if scale > MAX_UPSCALE:
+        log.warning(
+            "%s: the face is small (the %d px crop enlarges it %.1fx): the generated mouth will "
+            "look soft. Use footage where the face is larger (about %d px across the crop's "
+            "region or more), or a checkpoint with a smaller crop.",
+            source.path, crop_size, scale, int(crop_size / MAX_UPSCALE),
+        )  # fmt: skip
 
 
 def _cached_source(

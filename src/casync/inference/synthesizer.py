@@ -41,6 +41,7 @@ from casync.inference.schedule import ping_pong
 from casync.inference.silence import NO_FACE, SilenceHold
 from casync.inference.source import SourceVideo, choose_reference, prepare_source
 from casync.media.audio import SILENCE_DBFS
+from casync.media.writer import X264_PRESETS
 
 
 @dataclass
@@ -70,6 +71,12 @@ class Synthesizer:
         precision: str = "fp32",
         face_cache_mb: float = 1024,
     ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size}: frames per generator call, must be >= 1")
+        if preset not in X264_PRESETS:
+            raise ValueError(
+                f"encoder.preset={preset!r} is not an x264 preset: one of {', '.join(X264_PRESETS)}"
+            )
         self.generator = generator
         self.front_end = front_end if front_end is not None else build_front_end(generator)
         self.device = torch.device(device)

@@ -23,6 +23,10 @@ import numpy as np
 from casync.atomic import DiskFullError, temp_beside
 
 AAC_FRAME = 1024  # samples per AAC frame
+X264_PRESETS = (
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+    "placebo",
+)  # fmt: skip
 
 
 class OutputNotWritableError(ValueError):
