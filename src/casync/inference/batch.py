@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from casync.audio.frontend import SAMPLE_RATE
+from casync.inference.frame_store import DEFAULT_RAM_BYTES
 from casync.inference.mp4 import SequentialFrames, driving_audio, encode
 from casync.inference.source import SourceVideo, prepare_source
+from casync.media.video import probe_video
 from casync.media.writer import VideoWriter, check_writable
 
 if TYPE_CHECKING:
@@ -32,8 +34,8 @@ def synthesize_mp4(
     if n_out < 1:
         raise ValueError(f"driving audio {audio}: shorter than one frame at {synth.fps:g} fps")
     source = prepare_source(
-        video, synth.fps, synth.size, synth.generator.smoothing, keep_frames=n_out,
-        track_cache_dir=synth.track_cache_dir,
+        video, synth.fps, synth.size, synth.generator.smoothing,
+        keep_frames=frames_to_keep(video, n_out, synth.fps), track_cache_dir=synth.track_cache_dir,
     )  # fmt: skip
     tracked = time.perf_counter()
     try:
@@ -58,6 +60,17 @@ def synthesize_mp4(
     }
 
 
+def frames_to_keep(video: str | Path, n_out: int, fps: float) -> int:
+    """How many frames tracking should keep for the writer: all `n_out` when the output may
+    loop (they are revisited) or when they fit the memory budget raw; else none, and the writer
+    decodes the video once more (exact, in constant memory, instead of keeping a long 4K
+    stretch: 24.9 MB a frame)."""
+    info = probe_video(video)
+    may_loop = n_out >= int(info.duration_s * fps) - 1  # the container's estimate: be generous
+    fits = n_out * info.width * info.height * 3 <= DEFAULT_RAM_BYTES
+    return n_out if may_loop or fits else 0
+
+
 def _write(
     synth: Synthesizer,
     source: SourceVideo,
@@ -70,7 +83,7 @@ def _write(
     """Render `n_out` frames driven by `waveform` into `output` -> (silent, faceless) frames."""
     needed = min(n_out, source.n_frames)
     frames = SequentialFrames(source.iter_frames(needed))
-    frame_at = frames.get if n_out <= source.n_frames else source.frames.__getitem__
+    frame_at = frames.get if n_out <= source.n_frames else source.random_access().__getitem__
     width, height = source.frame_size
     writer = VideoWriter(
         output, synth.fps, width, height, mux_audio, mux_rate, synth.crf, synth.preset,

@@ -21,7 +21,7 @@ def encode(rendered: Iterable, writer: VideoWriter, total: int, progress: bool) 
     renders), closing it, or aborting it on an error -> (silent frames, faceless frames)."""
     silent = faceless = 0
     with (
-        BackgroundWriter(writer) as sink,
+        BackgroundWriter(writer, queued_frames(writer.width * writer.height * 3)) as sink,
         tqdm(total=total, unit="frame", desc="lip-sync", disable=not progress) as bar,
     ):
         for frame in rendered:
@@ -30,6 +30,14 @@ def encode(rendered: Iterable, writer: VideoWriter, total: int, progress: bool) 
             faceless += not frame.face_found
             bar.update()
     return silent, faceless
+
+
+QUEUE_BYTES = 256 << 20  # frames waiting for x264: a few at 4K, the most at small sizes
+
+
+def queued_frames(frame_bytes: int, most: int = 32) -> int:
+    """How many frames of `frame_bytes` a queue holds within `QUEUE_BYTES` (2 to `most`)."""
+    return max(2, min(most, QUEUE_BYTES // max(frame_bytes, 1)))
 
 
 def driving_audio(audio: str | Path | np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:

@@ -24,7 +24,7 @@ from casync.data.reference import closed_mouth_frame
 from casync.face import cut_crop, track_frames
 from casync.face.track import TrackResult
 from casync.hashing import sha256_file
-from casync.inference.frame_store import FrameStore
+from casync.inference.frame_store import DEFAULT_RAM_BYTES, FrameStore
 from casync.media.video import iter_frames, open_media, prefetch, probe_video
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,14 @@ class SourceVideo:
         if self.frames is not None and len(self.frames) >= count:
             return (self.frames[i] for i in range(count))
         return _take(prefetch(iter_frames(self.path, self.fps)), count)
+
+    def random_access(self) -> FrameStore:
+        """Every frame, for revisiting (ping-pong): the frames kept while tracking when they are
+        all there, else one more decode into a store (bounded memory, JPEG past it)."""
+        if self.frames is None or len(self.frames) < self.n_frames:
+            self.close()
+            self.frames = _store(self.path, self.fps, None, DEFAULT_RAM_BYTES)
+        return self.frames
 
     def close(self) -> None:
         if self.frames is not None:
@@ -118,7 +126,7 @@ def prepare_source(
     smoothing: float,
     keep_frames: int | None = 0,
     track_cache_dir: str | Path | None = None,
-    max_ram_bytes: int = 2 << 30,
+    max_ram_bytes: int = DEFAULT_RAM_BYTES,
 ) -> SourceVideo:
     """Track the face through `path` at `fps` with the crop geometry of `crop_size` and
     `smoothing` (the checkpoint's, i.e. its cache's), decoded once, keeping its first

@@ -52,7 +52,7 @@ def load_audio(path: str | Path, sample_rate: int, align_to_video: bool = True) 
             raise UnreadableMediaError(
                 path, f"audio decoding failed ({error})", "Re-export the file."
             ) from error
-        stats.check(path)
+        stats.check(path, float_samples=stream.codec_context.name.startswith("pcm_f"))
         chunks.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
         audio = np.concatenate(chunks).astype(np.float32, copy=False)
         if stream.duration is not None and stream.time_base is not None:
@@ -93,7 +93,9 @@ class SignalStats:
         self.channel_energy += float(np.square(channels, dtype=np.float64).sum()) / len(channels)
         self.mix_energy += float(np.square(channels.mean(axis=0), dtype=np.float64).sum())
 
-    def check(self, path: Path) -> None:
+    def check(self, path: Path, float_samples: bool) -> None:
+        """`float_samples`: the file stores floats (a float WAV), whose peaks past 1.0 are the
+        file's own, not a lossy codec's overshoot."""
         if self.n_bad:
             raise UnreadableMediaError(
                 path,
@@ -111,7 +113,7 @@ class SignalStats:
                 "stay still. Fix the file, or keep one channel.",
                 path, channels_db, mix_db,
             )  # fmt: skip
-        if self.peak > 1.0:
+        if float_samples and self.peak > 1.0:
             log.warning(
                 "%s: float samples peak at %.2f (%.1f dB past full scale); they are clipped to "
                 "[-1, 1] in the output's sound. Lower its gain to keep the peaks.",
