@@ -3,6 +3,7 @@ disk), the offline mel front end, and per-frame window alignment."""
 
 import numpy as np
 import pytest
+from conftest import CLIP
 from transformers import HubertConfig, HubertModel
 
 from casync.audio import HubertFrontEnd, MelFrontEnd, frame_windows
@@ -75,16 +76,16 @@ def test_window_indices_stay_in_range():
     assert idx.min() == 0 and idx.max() == 4
 
 
-def test_cache_windows_equal_what_inference_computes(aoc_cache, sample_dir):
+def test_cache_windows_equal_what_inference_computes(s1_cache, media_dir):
     """The one audio-feature path: the cache's windows are FrameFeatures' for the same file,
     bit for bit (before they shared code, 5 of the 160,000 float16 values differed)."""
     from casync.data.cache import open_cache
     from casync.inference.features import FrameFeatures
     from casync.media.audio import load_audio
 
-    (source,) = open_cache(*aoc_cache).sources
+    (source,) = open_cache(*s1_cache).sources
     features = FrameFeatures(MelFrontEnd(), fps=25, silence_dbfs=None)
-    for piece in np.array_split(load_audio(sample_dir / "video" / "aoc_8s.mp4", 16_000), 37):
+    for piece in np.array_split(load_audio(media_dir / CLIP, 16_000), 37):
         features.push(piece)  # fed as a stream would be
     features.finish()
     windows, _ = features.take(0, source.n_frames)

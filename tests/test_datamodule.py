@@ -1,5 +1,5 @@
-"""CASyncDataModule on the real aoc cache: batch contents, the time split, references, workers,
-combining speakers, and clear errors for missing or stale caches."""
+"""CASyncDataModule on a real cache (of grid_s1_8s.mp4): batch contents, the time split,
+references, workers, combining speakers, and clear errors for missing or stale caches."""
 
 from __future__ import annotations
 
@@ -18,15 +18,15 @@ from casync.data.reference import mouth_opening
 
 def test_split_is_contiguous_with_a_gap():
     train, val = split_ranges(200, 0.25, gap=10)
-    assert (train, val) == (range(0, 140), range(150, 200))  # aoc: last 2 s held out
+    assert (train, val) == (range(0, 140), range(150, 200))  # the 8 s clip: last 2 s held out
     assert split_ranges(200, 0.0, gap=10) == (range(0, 200), range(200, 200))
     assert split_ranges(8, 0.5, gap=10) == (range(0, 0), range(4, 8))
     with pytest.raises(ValueError, match="val_fraction"):
         split_ranges(100, 1.0, 5)
 
 
-def test_batches_with_workers_are_the_cached_samples(aoc_cache):
-    root, speaker = aoc_cache
+def test_batches_with_workers_are_the_cached_samples(s1_cache):
+    root, speaker = s1_cache
     dm = CASyncDataModule(
         str(root), [speaker], batch_size=8, num_workers=2, augment=False, reference="random"
     )
@@ -53,10 +53,10 @@ def test_batches_with_workers_are_the_cached_samples(aoc_cache):
     assert torch.cat(val).tolist() == list(range(150, 200))
 
 
-def test_closed_mouth_reference_is_the_one_inference_ships(aoc_cache):
+def test_closed_mouth_reference_is_the_one_inference_ships(s1_cache):
     """Training and validation see the reference the checkpoint ships: the training range's frame
     with the most closed mouth (never a held-out frame)."""
-    root, speaker = aoc_cache
+    root, speaker = s1_cache
     dm = CASyncDataModule(str(root), [speaker], batch_size=8, num_workers=0, augment=False)
     dm.setup("fit")
     source = open_cache(root, speaker).sources[0]
@@ -73,12 +73,12 @@ def test_closed_mouth_reference_is_the_one_inference_ships(aoc_cache):
         CASyncDataModule(str(root), [speaker], 8, 0, reference="nearest")
 
 
-def test_augmentation_keeps_inputs_consistent(aoc_cache):
-    dm = CASyncDataModule(str(aoc_cache[0]), [aoc_cache[1]], batch_size=4, num_workers=0)
+def test_augmentation_keeps_inputs_consistent(s1_cache):
+    dm = CASyncDataModule(str(s1_cache[0]), [s1_cache[1]], batch_size=4, num_workers=0)
     dm.setup("fit")
     torch.manual_seed(0)
     samples = [dm.train_set[i] for i in range(12)]
-    crops = open_cache(*aoc_cache).sources[0].crops
+    crops = open_cache(*s1_cache).sources[0].crops
     flipped = 0
     for sample in samples:
         assert sample["target"].min() >= 0 and sample["target"].max() <= 1
@@ -89,11 +89,11 @@ def test_augmentation_keeps_inputs_consistent(aoc_cache):
     assert 0 < flipped < 12
 
 
-def test_combined_speakers_and_mismatched_front_ends(aoc_cache, tmp_path):
-    root, speaker = aoc_cache
-    shutil.copytree(root / speaker, tmp_path / "aoc")
+def test_combined_speakers_and_mismatched_front_ends(s1_cache, tmp_path):
+    root, speaker = s1_cache
+    shutil.copytree(root / speaker, tmp_path / "ann")
     shutil.copytree(root / speaker, tmp_path / "bob")
-    dm = CASyncDataModule(str(tmp_path), ["aoc", "bob"], batch_size=4, num_workers=0)
+    dm = CASyncDataModule(str(tmp_path), ["ann", "bob"], batch_size=4, num_workers=0)
     dm.setup("fit")
     assert len(dm.train_set) == 280 and len(dm.val_set) == 100
     assert set(dm.val_set.index[:, 0].tolist()) == {0, 1}
@@ -102,13 +102,13 @@ def test_combined_speakers_and_mismatched_front_ends(aoc_cache, tmp_path):
     meta["audio"]["window"] = 16
     (tmp_path / "bob" / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="different audio front ends"):
-        _ = CASyncDataModule(str(tmp_path), ["aoc", "bob"], 4, 0).audio_meta
+        _ = CASyncDataModule(str(tmp_path), ["ann", "bob"], 4, 0).audio_meta
 
 
-def test_missing_or_stale_cache_says_how_to_fix_it(aoc_cache, tmp_path):
+def test_missing_or_stale_cache_says_how_to_fix_it(s1_cache, tmp_path):
     with pytest.raises(CacheError, match="python -m casync.preprocess speaker=nobody"):
         CASyncDataModule(str(tmp_path), ["nobody"], 4, 0).setup("fit")
-    shutil.copytree(aoc_cache[0] / aoc_cache[1], tmp_path / "old")
+    shutil.copytree(s1_cache[0] / s1_cache[1], tmp_path / "old")
     meta = json.loads((tmp_path / "old" / "meta.json").read_text())
     (tmp_path / "old" / "meta.json").write_text(json.dumps({**meta, "format_version": 0}))
     with pytest.raises(CacheError, match="format version 0"):

@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from conftest import CLIP
 
 from casync.demo import compose_config, demo, quoted
 from casync.inference import ping_pong
@@ -36,10 +37,10 @@ def streams(path: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_quick_demo_runs_every_step_and_says_what_it_found(sample_dir, tmp_path):
-    video = Path(shutil.copy(sample_dir / "video" / "aoc_8s.mp4", tmp_path / "my clip.mp4"))
+def test_quick_demo_runs_every_step_and_says_what_it_found(media_dir, tmp_path):
+    video = Path(shutil.copy(media_dir / CLIP, tmp_path / "my clip.mp4"))
     out = tmp_path / "demo"
-    env = {**os.environ, "VIDEO": str(video), "AUDIO": str(sample_dir / "audio" / "jfk_11s.flac")}
+    env = {**os.environ, "VIDEO": str(video), "AUDIO": str(media_dir / "jfk_11s.flac")}
     result = subprocess.run(
         [sys.executable, "-m", "casync.demo", "demo.quick=true", f"output_dir={out}"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
@@ -49,9 +50,9 @@ def test_quick_demo_runs_every_step_and_says_what_it_found(sample_dir, tmp_path)
     summary = json.loads((out / "demo_summary.json").read_text())
     assert summary["quick"] and summary["inputs"]["video"].endswith("my clip_trimmed.mp4")
     lipsync = streams(out / "lipsync.mp4")
-    assert lipsync == {"video": "h264", "size": (512, 512), "frames": 50, "audio": ["aac"]}
+    assert lipsync == {"video": "h264", "size": (256, 256), "frames": 50, "audio": ["aac"]}
     side = streams(out / "side_by_side.mp4")
-    assert side == {"video": "h264", "size": (1024, 512), "frames": 50, "audio": ["aac"]}
+    assert side == {"video": "h264", "size": (512, 256), "frames": 50, "audio": ["aac"]}
     meta = json.loads((out / "cache" / "demo" / "meta.json").read_text())
     assert meta["sources"][0]["n_frames"] == 100  # 4 s trimmed: 75 train/gap, 25 held out
     metrics = json.loads((out / "metrics.json").read_text())

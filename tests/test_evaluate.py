@@ -1,5 +1,5 @@
-"""`casync.evaluate` on the real aoc cache: the held-out range, clear errors, and end-to-end
-verdicts for an oracle that follows the audio and for a model that ignores it."""
+"""`casync.evaluate` on a real cache (of grid_s1_8s.mp4): the held-out range, clear errors, and
+end-to-end verdicts for an oracle that follows the audio and for a model that ignores it."""
 
 from __future__ import annotations
 
@@ -36,7 +36,6 @@ def eval_config(cache_root: Path, speaker: str, checkpoint: Path, out: Path, *ex
     return compose_evaluate(
         [
             f"checkpoint={checkpoint}",
-            "speaker=aoc",
             f"speaker.name={speaker}",
             f"paths.cache_dir={cache_root}",
             f"paths.output_dir={out}",
@@ -96,8 +95,8 @@ def fake_generator(net: torch.nn.Module, reference: np.ndarray) -> LoadedGenerat
     return LoadedGenerator(net, TINY, MEL, reference, 25.0, 160, mask=stored_mask(160))
 
 
-def test_held_out_range_is_the_training_split_and_shifts_read_outside_it(aoc_cache):
-    cache = open_cache(*aoc_cache)
+def test_held_out_range_is_the_training_split_and_shifts_read_outside_it(s1_cache):
+    cache = open_cache(*s1_cache)
     held = held_out_range(cache, 0.25)
     source = cache.sources[0]
     train, val = split_ranges(source.n_frames, 0.25, gap=10)
@@ -123,18 +122,18 @@ def test_composite_keeps_real_pixels_outside_the_mask():
     assert (out[:, 2:] == 200).all() and (out[:, :2] == 0).all()
 
 
-def test_missing_checkpoint_and_missing_cache_are_named(aoc_cache, tiny_checkpoint, tmp_path):
-    root, speaker = aoc_cache
+def test_missing_checkpoint_and_missing_cache_are_named(s1_cache, tiny_checkpoint, tmp_path):
+    root, speaker = s1_cache
     cfg = eval_config(root, speaker, tmp_path / "nope.ckpt", tmp_path / "out")
     with pytest.raises(CheckpointError, match=r"nope\.ckpt' does not exist"):
         evaluate(cfg)
     cfg = eval_config(tmp_path / "empty", speaker, tiny_checkpoint, tmp_path / "out")
-    with pytest.raises(CacheError, match="no complete cache for speaker 'aoc'.*casync.preprocess"):
+    with pytest.raises(CacheError, match="no complete cache for speaker 's1'.*casync.preprocess"):
         evaluate(cfg)
 
 
-def test_front_end_mismatch_between_checkpoint_and_cache(aoc_cache, tmp_path):
-    root, speaker = aoc_cache
+def test_front_end_mismatch_between_checkpoint_and_cache(s1_cache, tmp_path):
+    root, speaker = s1_cache
     model = {**TINY, "audio_feature_dim": 64}
     checkpoint = tmp_path / "mel64.ckpt"
     save_generator_checkpoint(checkpoint, CASyncNet(**model), model, {**MEL, "n_mels": 64})
@@ -148,23 +147,23 @@ def test_front_end_mismatch_between_checkpoint_and_cache(aoc_cache, tmp_path):
     assert not (tmp_path / "out" / "metrics.json").exists()
 
 
-def test_lpips_without_weights_fails_before_any_work(aoc_cache, tiny_checkpoint, tmp_path):
+def test_lpips_without_weights_fails_before_any_work(s1_cache, tiny_checkpoint, tmp_path):
     import torchvision
 
     url = torchvision.models.get_model_weights("alexnet").IMAGENET1K_V1.url
     if (Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name).is_file():
         pytest.skip("AlexNet weights are in the torch hub cache on this machine")
-    root, speaker = aoc_cache
+    root, speaker = s1_cache
     cfg = eval_config(root, speaker, tiny_checkpoint, tmp_path / "out", "metrics.lpips=alex")
     with pytest.raises(MissingWeightsError, match="allow_random_backbone=true"):
         evaluate(cfg)
 
 
 @pytest.mark.slow
-def test_random_model_report_has_every_method_shift_and_lse(aoc_cache, tiny_checkpoint, tmp_path):
+def test_random_model_report_has_every_method_shift_and_lse(s1_cache, tiny_checkpoint, tmp_path):
     from casync.evaluation import SyncNetColor
 
-    root, speaker = aoc_cache
+    root, speaker = s1_cache
     out = tmp_path / "out"
     syncnet = tmp_path / "syncnet.pth"  # random weights: exercises the LSE path, not its values
     torch.save({"state_dict": SyncNetColor().state_dict()}, syncnet)
@@ -198,11 +197,11 @@ def test_random_model_report_has_every_method_shift_and_lse(aoc_cache, tiny_chec
 
 @pytest.mark.slow
 def test_oracle_beats_still_mouth_and_audio_ignoring_model_does_not(
-    aoc_cache, tmp_path, monkeypatch
+    s1_cache, tmp_path, monkeypatch
 ):
     """End to end through evaluate(): aligned audio must map to the right frames (an off-by-one
     or a wrong shift sign would break the oracle's zero LMD and positive margin)."""
-    root, speaker = aoc_cache
+    root, speaker = s1_cache
     source = open_cache(root, speaker).sources[0]
     reference = np.array(source.crops[20])
     oracle = fake_generator(OracleNet(source.crops, source.audio), reference)
@@ -237,14 +236,14 @@ def test_oracle_beats_still_mouth_and_audio_ignoring_model_does_not(
 
 # -- one view of the held-out frames: the DataModule's validation split ---------------------------
 @pytest.fixture
-def two_source_cache(aoc_cache, tmp_path) -> tuple[Path, str]:
-    """aoc's cache plus a second source, its first 150 frames with no face found in three
+def two_source_cache(s1_cache, tmp_path) -> tuple[Path, str]:
+    """The clip's cache plus a second source, its first 150 frames with no face found in three
     held-out ones (136, 137, 145): two sources of different lengths, some frames the DataModule
     never validates on -> (cache root, speaker)."""
-    root, speaker = aoc_cache
+    root, speaker = s1_cache
     shutil.copytree(root / speaker, tmp_path / "cache" / speaker)
     sources = tmp_path / "cache" / speaker / "sources"
-    short = shutil.copytree(sources / "aoc_8s", sources / "aoc_short")
+    short = shutil.copytree(sources / "grid_s1_8s", sources / "s1_short")
     for array in short.glob("*.npy"):
         if array.name != "mask.npy":  # one mask for every frame
             np.save(array, np.load(array)[:150])
@@ -252,13 +251,11 @@ def two_source_cache(aoc_cache, tmp_path) -> tuple[Path, str]:
     face_found[[136, 137, 145]] = False
     np.save(short / "face_found.npy", face_found)
     meta = json.loads((sources.parent / "meta.json").read_text())
-    entry = {**meta["sources"][0], "id": "aoc_short", "n_frames": 150, "sha256": "0" * 64}
+    entry = {**meta["sources"][0], "id": "s1_short", "n_frames": 150, "sha256": "0" * 64}
     meta["sources"].append(entry)
     (sources.parent / "meta.json").write_text(json.dumps(meta))
     stored = json.loads((short / "source.json").read_text())
-    (short / "source.json").write_text(
-        json.dumps({**stored, "id": "aoc_short", "sha256": "0" * 64})
-    )
+    (short / "source.json").write_text(json.dumps({**stored, "id": "s1_short", "sha256": "0" * 64}))
     return tmp_path / "cache", speaker
 
 

@@ -167,9 +167,9 @@ def test_mouth_opening_is_gap_over_width():
 
 
 @pytest.fixture(scope="module")
-def obama_crop(sample_dir: Path) -> np.ndarray:
+def obama_crop(media_dir: Path) -> np.ndarray:
     """A 160x160 face crop of the sample portrait (face ~90% of the crop, like CASync crops)."""
-    image = cv2.cvtColor(cv2.imread(str(sample_dir / "image" / "obama.jpg")), cv2.COLOR_BGR2RGB)
+    image = cv2.cvtColor(cv2.imread(str(media_dir / "obama.jpg")), cv2.COLOR_BGR2RGB)
     return cv2.resize(image[112:433, 332:653], (160, 160), interpolation=cv2.INTER_AREA)
 
 
@@ -289,11 +289,11 @@ def test_opening_amplitude_is_the_ratio_of_the_spreads():
     assert np.isnan(opening_amplitude(real[:1], real[:1]))
 
 
-def test_mouth_sharpness_scores_a_blurred_real_mouth_low(aoc_cache):
+def test_mouth_sharpness_scores_a_blurred_real_mouth_low(s1_cache):
     from casync.data.cache import open_cache
     from casync.evaluation.metrics import mouth_sharpness
 
-    source = open_cache(*aoc_cache).sources[0]
+    source = open_cache(*s1_cache).sources[0]
     real = np.asarray(source.crops[150:170])
     box = mouth_box(np.repeat(np.asarray(source.mask)[None], len(real), axis=0))
     blurred = np.stack([cv2.GaussianBlur(f, (0, 0), 2.0) for f in real])

@@ -21,8 +21,8 @@ from casync.face.track import _FixedLagSmoother, gaussian_kernel
 
 
 @pytest.fixture(scope="module")
-def obama(sample_dir) -> np.ndarray:
-    return cv2.cvtColor(cv2.imread(str(sample_dir / "image" / "obama.jpg")), cv2.COLOR_BGR2RGB)
+def obama(media_dir) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(media_dir / "obama.jpg")), cv2.COLOR_BGR2RGB)
 
 
 def test_tracker_finds_478_landmarks_on_a_real_face_and_none_on_a_wall(obama):
@@ -120,8 +120,8 @@ def test_gaps_longer_than_the_buffer_hold_the_last_box_and_bound_the_lag():
     assert np.allclose(streamed[25:], _batch_fill_and_smooth(boxes, found, 1.0)[25:])
 
 
-def test_track_video_fills_faceless_frames_and_mouth_stays_in_mask(tmp_path, sample_dir):
-    grid = sample_dir / "video" / "grid_s_pwij3p.mpg"
+def test_track_video_fills_faceless_frames_and_mouth_stays_in_mask(tmp_path, media_dir):
+    grid = media_dir / "grid_s_pwij3p.mpg"
     frames = sample_frames(grid, 50)
     frames[20:26] = [np.full_like(frames[0], 90)] * 6  # six frames with no face
     clip = write_clip(tmp_path / "gap.mp4", frames, audio=sample_audio(grid, 2.0))

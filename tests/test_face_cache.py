@@ -1,7 +1,7 @@
-"""The face-feature cache on a looping source (an avatar): a 9-frame clip of aoc_8s.mp4 driven by
-2 s of jfk_11s.flac ping-pongs through the clip ~3 times. The output with the cache is the output
-without it; the first pass only misses, the later ones hit; the memory budget holds; another
-video or another reference never reuses the features of the first."""
+"""The face-feature cache on a looping source (an avatar): a 9-frame clip of grid_s1_8s.mp4
+driven by 2 s of jfk_11s.flac ping-pongs through the clip ~3 times. The output with the cache is
+the output without it; the first pass only misses, the later ones hit; the memory budget holds;
+another video or another reference never reuses the features of the first."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from clips import sample_audio, sample_frames, write_clip
+from conftest import CLIP
 
 from casync.contract import load_generator, save_generator_checkpoint
 from casync.inference import Synthesizer
@@ -24,16 +25,16 @@ N_SOURCE, BATCH = 9, 8  # a ping-pong period of 16 frames: two groups
 
 
 @pytest.fixture(scope="module")
-def media(sample_dir, tmp_path_factory) -> dict:
-    """Two 9-frame clips of aoc_8s.mp4 (frames 0-8 and 100-108), 2 s of speech, a checkpoint."""
+def media(media_dir, tmp_path_factory) -> dict:
+    """Two 9-frame clips of grid_s1_8s.mp4 (frames 0-8 and 100-108), 2 s of speech, a checkpoint."""
     folder = tmp_path_factory.mktemp("avatar")
-    frames = sample_frames(sample_dir / "video" / "aoc_8s.mp4", 109)
+    frames = sample_frames(media_dir / CLIP, 109)
     torch.manual_seed(0)
     save_generator_checkpoint(folder / "tiny.ckpt", CASyncNet(**TINY), TINY, MEL)
     return {
         "loop": write_clip(folder / "loop.mp4", frames[:N_SOURCE]),
         "other": write_clip(folder / "other.mp4", frames[100:109]),
-        "audio": sample_audio(sample_dir / "audio" / "jfk_11s.flac")[8000:40000],  # 2 s
+        "audio": sample_audio(media_dir / "jfk_11s.flac")[8000:40000],  # 2 s
         "checkpoint": folder / "tiny.ckpt",
         "tracks": folder / "tracks",
     }

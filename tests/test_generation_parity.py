@@ -16,8 +16,8 @@ MEL = {"_target_": "casync.audio.MelFrontEnd", "n_mels": 80, "window": 10, "feat
 TINY = {"width_multiplier": 0.25, "audio_feature_dim": 80, "audio_window": 10}
 
 
-def test_evaluation_and_the_synthesizer_generate_identical_crops(aoc_cache, tmp_path):
-    root, speaker = aoc_cache
+def test_evaluation_and_the_synthesizer_generate_identical_crops(s1_cache, tmp_path):
+    root, speaker = s1_cache
     torch.manual_seed(0)
     path = tmp_path / "tiny.ckpt"
     save_generator_checkpoint(path, CASyncNet(**TINY), TINY, MEL)

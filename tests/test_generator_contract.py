@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from clips import sample_audio, sample_frames, write_clip
-from conftest import compose_config
+from conftest import CLIP, compose_config
 from test_evaluate import eval_config
 from test_inference import MEL, TINY
 from test_training import compose_train, run_checkpointed, tiny_overrides
@@ -42,24 +42,24 @@ FPS, SMOOTHING = 30.0, 0.5  # not the defaults (25, 1.5): the bugs hid behind th
 
 
 @pytest.fixture(scope="module")
-def two_source_run(sample_dir, tmp_path_factory):
+def two_source_run(media_dir, tmp_path_factory):
     """A cache of two real clips made at 30 fps with smoothing 0.5, and a 2-step run on it ->
     (cache root, speaker, clips, last.ckpt)."""
     work = tmp_path_factory.mktemp("contract")
-    aoc = sample_dir / "video" / "aoc_8s.mp4"
+    clip = media_dir / CLIP
     clips = [
-        write_clip(work / "first.mp4", sample_frames(aoc, 60), audio=sample_audio(aoc, 2.4)),
-        Path(shutil.copy(sample_dir / "video" / "grid_s_pwij3p.mpg", work / "second.mpg")),
+        write_clip(work / "first.mp4", sample_frames(clip, 60), audio=sample_audio(clip, 2.4)),
+        Path(shutil.copy(media_dir / "grid_s_pwij3p.mpg", work / "second.mpg")),
     ]
     cfg = compose_config("preprocess",
         [
-            "speaker=aoc", "speaker.name=pair", "audio=mel", f"paths.cache_dir={work / 'cache'}",
+            "speaker.name=pair", "audio=mel", f"paths.cache_dir={work / 'cache'}",
             f"speaker.videos=[{clips[0]},{clips[1]}]", f"preprocess.fps={FPS}",
             f"preprocess.smoothing={SMOOTHING}",
         ]
     )  # fmt: skip
     preprocess(cfg)
-    run = compose_train([*tiny_overrides(work / "cache", "aoc", work / "run"), "speaker.name=pair"])
+    run = compose_train(tiny_overrides(work / "cache", "pair", work / "run"))
     return work / "cache", "pair", clips, run_checkpointed(run, max_steps=2)
 
 
@@ -105,10 +105,9 @@ def test_inference_renders_at_the_checkpoints_fps_with_its_crops_and_sources_ref
         assert float(container.streams.video[0].average_rate) == FPS
 
 
-def test_an_unknown_video_gets_its_own_closed_mouth_frame(two_source_run, sample_dir, tmp_path):
+def test_an_unknown_video_gets_its_own_closed_mouth_frame(two_source_run, media_dir, tmp_path):
     _, _, _, last = two_source_run
-    aoc = sample_dir / "video" / "aoc_8s.mp4"
-    other = write_clip(tmp_path / "other.mp4", sample_frames(aoc, 150)[100:])  # not trained on
+    other = write_clip(tmp_path / "other.mp4", sample_frames(media_dir / CLIP, 150)[100:])
     synth = Synthesizer.from_checkpoint(last, progress=False)
     video = synth.prepare(other, keep_frames=None)
     crop, what = choose_reference(synth.generator, video)
@@ -179,22 +178,20 @@ def test_a_corrupt_or_other_size_ckpt_path_is_one_clear_line(two_source_run, tmp
     root, _, _, last = two_source_run  # a real Lightning checkpoint of model=casync_tiny
     corrupt = tmp_path / "corrupt.ckpt"
     corrupt.write_bytes(last.read_bytes()[:5000])  # a copy cut short
-    cfg = compose_train([*tiny_overrides(root, "aoc", tmp_path / "run"), "speaker.name=pair"])
+    cfg = compose_train(tiny_overrides(root, "pair", tmp_path / "run"))
     cfg.ckpt_path = str(corrupt)
     with pytest.raises(CheckpointError, match="corrupt.ckpt' could not be read") as error:
         train(cfg)
     assert "\n" not in str(error.value)
-    big = compose_train(
-        [*tiny_overrides(root, "aoc", tmp_path / "big"), "speaker.name=pair", "model=casync"]
-    )
+    big = compose_train([*tiny_overrides(root, "pair", tmp_path / "big"), "model=casync"])
     big.ckpt_path = str(last)  # Lightning alone: 166 "size mismatch" lines
     with pytest.raises(CheckpointError, match=r"width_multiplier=0\.25 \(this run: 1\.0\)") as e:
         train(big)
     assert "\n" not in str(e.value) and "size mismatch" not in str(e.value)
 
 
-def test_evaluate_refuses_a_held_out_range_that_reaches_into_training(aoc_cache, tmp_path):
-    root, speaker = aoc_cache
+def test_evaluate_refuses_a_held_out_range_that_reaches_into_training(s1_cache, tmp_path):
+    root, speaker = s1_cache
     path = tmp_path / "run.ckpt"
     torch.manual_seed(0)
     save_generator_checkpoint(path, CASyncNet(**TINY), TINY, MEL)
@@ -224,12 +221,12 @@ class MaskNet(torch.nn.Module):
         return bottleneck.expand(-1, 3, -1, -1)
 
 
-def test_inference_masks_with_the_mask_training_was_fed_from_the_cache(aoc_cache, tmp_path):
+def test_inference_masks_with_the_mask_training_was_fed_from_the_cache(s1_cache, tmp_path):
     """A cache whose mask.npy is not the code's region (another CASync wrote it, or the code's
     region changed since): the checkpoint carries the cache's mask, and inference feeds the
     network that mask, not one rebuilt from code defaults."""
-    root, speaker = tmp_path / "cache", aoc_cache[1]
-    shutil.copytree(aoc_cache[0] / speaker, root / speaker)
+    root, speaker = tmp_path / "cache", s1_cache[1]
+    shutil.copytree(s1_cache[0] / speaker, root / speaker)
     custom = np.zeros((160, 160), np.uint8)
     custom[70:150, 30:130] = 1  # a box, not the rounded region of casync.face.crop
     (source,) = open_cache(root, speaker).sources

@@ -1,4 +1,4 @@
-"""Inference end to end on real media: a tiny CASync checkpoint drives aoc_8s.mp4 with
+"""Inference end to end on real media: a tiny CASync checkpoint drives grid_s1_8s.mp4 with
 jfk_11s.flac. Output format, untouched pixels, ping-pong, streaming == batch with bounded latency,
 held mouth in silence, and a clear error for each bad input."""
 
@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import compose_config
+from conftest import CLIP, compose_config
 
 from casync.contract import CheckpointError, save_generator_checkpoint
 from casync.face import NoFaceError
@@ -50,15 +50,15 @@ def track_cache(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def paths(sample_dir):
-    return sample_dir / "video" / "aoc_8s.mp4", sample_dir / "audio" / "jfk_11s.flac"
+def paths(media_dir):
+    return media_dir / CLIP, media_dir / "jfk_11s.flac"
 
 
 @pytest.fixture(scope="module")
 def synthesized(checkpoint, track_cache, paths, tmp_path_factory):
     """The full command's work: 11 s of speech over an 8 s video (so it ping-pongs)."""
     video, audio = paths
-    output = tmp_path_factory.mktemp("out") / "aoc_jfk.mp4"
+    output = tmp_path_factory.mktemp("out") / "s1_jfk.mp4"
     synth = Synthesizer.from_checkpoint(checkpoint, track_cache_dir=track_cache, progress=False)
     return synth.synthesize(video, audio, output)
 
@@ -73,7 +73,7 @@ def test_output_has_audio_duration_source_fps_size_and_soundtrack(synthesized, p
     with av.open(synthesized["output"]) as container:
         video, audio = container.streams.video[0], container.streams.audio[0]
         assert video.codec_context.name == "h264" and float(video.average_rate) == 25
-        assert (video.codec_context.width, video.codec_context.height) == (512, 512)
+        assert (video.codec_context.width, video.codec_context.height) == (256, 256)
         assert float(video.duration * video.time_base) == pytest.approx(11.0, abs=1 / 25)
         assert audio.codec_context.name == "aac" and audio.rate == 44_100  # source rate kept
         assert float(audio.duration * audio.time_base) == pytest.approx(11.0, abs=1 / 25)
@@ -87,14 +87,16 @@ def test_pixels_far_from_the_mouth_are_the_source_ping_ponged(synthesized, paths
     alpha = np.ones((160, 160), np.float32)  # the whole crop square: generous
     with av.open(synthesized["output"]) as container:
         outputs = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    stack = np.stack(originals).astype(np.int16)
     for k in (0, 120, 199, 230, 274):  # forward, the turn, backward
         s = order[k]
-        near = cv2.warpAffine(alpha, source.transforms[s], (512, 512), flags=cv2.WARP_INVERSE_MAP)
+        near = cv2.warpAffine(alpha, source.transforms[s], (256, 256), flags=cv2.WARP_INVERSE_MAP)
         far = cv2.dilate(near, np.ones((9, 9), np.uint8)) == 0
         error = np.abs(outputs[k].astype(int) - originals[s])[far]
         assert error.mean() < 3, f"frame {k}: not source frame {s} away from the mouth"
-        wrong = np.abs(outputs[k].astype(int) - originals[(s + 40) % 200])[far].mean()
-        assert wrong > 2.5 * error.mean()  # the test can tell frames apart
+        # No other source frame fits better, but a neighbour: the head barely moves in 40 ms.
+        errors = np.abs(stack[:, far] - outputs[k][far]).mean(axis=(1, 2))
+        assert abs(int(errors.argmin()) - s) <= 1, f"frame {k} is source frame {errors.argmin()}"
     assert order[230] == 168 and order[199] == 199  # the schedule the test relies on
 
 
@@ -104,7 +106,7 @@ def test_render_leaves_pixels_outside_the_blend_bit_exact(checkpoint, source, pa
     for rendered in synth.render([audio], source):
         frame = source.frames[rendered.source_index]
         reach = cv2.warpAffine(
-            synth.blender.alpha, source.transforms[rendered.source_index], (512, 512),
+            synth.blender.alpha, source.transforms[rendered.source_index], (256, 256),
             flags=cv2.WARP_INVERSE_MAP,
         )  # fmt: skip
         outside = cv2.dilate((reach > 0).astype(np.uint8), np.ones((3, 3), np.uint8)) == 0

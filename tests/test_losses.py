@@ -12,8 +12,8 @@ from casync.face.crop import mouth_box_mask
 from casync.training.losses import ReconstructionLoss
 
 
-def test_the_lip_box_holds_the_real_lips_of_a_speaker_it_was_not_measured_on(aoc_cache):
-    source = open_cache(*aoc_cache).sources[0]
+def test_the_lip_box_holds_the_real_lips_of_a_speaker_it_was_not_measured_on(s1_cache):
+    source = open_cache(*s1_cache).sources[0]
     box = mouth_box_mask(160)
     inside = []
     for j in np.flatnonzero(np.asarray(source.face_found)):

@@ -9,6 +9,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 from clips import write_clip
+from conftest import CLIP
 
 from casync.media import (
     MediaError,
@@ -21,17 +22,17 @@ from casync.media.audio import level_dbfs, load_audio
 from casync.media.video import iter_frames, prefetch, probe_video
 
 
-def test_probe_reads_both_sample_videos(sample_dir):
-    aoc = probe_video(sample_dir / "video" / "aoc_8s.mp4")
-    assert (aoc.width, aoc.height, aoc.codec, aoc.has_audio) == (512, 512, "mpeg4", True)
-    assert aoc.source_fps == pytest.approx(25) and aoc.duration_s == pytest.approx(8.0)
-    grid = probe_video(sample_dir / "video" / "grid_s_pwij3p.mpg")
+def test_probe_reads_both_sample_videos(media_dir):
+    clip = probe_video(media_dir / CLIP)
+    assert (clip.width, clip.height, clip.codec, clip.has_audio) == (256, 256, "mpeg4", True)
+    assert clip.source_fps == pytest.approx(25) and clip.duration_s == pytest.approx(8.0)
+    grid = probe_video(media_dir / "grid_s_pwij3p.mpg")
     assert (grid.width, grid.height, grid.codec) == (360, 288, "mpeg1video")
 
 
-@pytest.mark.parametrize(("name", "n_frames"), [("aoc_8s.mp4", 200), ("grid_s_pwij3p.mpg", 75)])
-def test_iter_frames_counts_decoded_frames_not_the_header(sample_dir, name, n_frames):
-    frames = list(iter_frames(sample_dir / "video" / name, 25.0))  # grid's header says 0
+@pytest.mark.parametrize(("name", "n_frames"), [(CLIP, 200), ("grid_s_pwij3p.mpg", 75)])
+def test_iter_frames_counts_decoded_frames_not_the_header(media_dir, name, n_frames):
+    frames = list(iter_frames(media_dir / name, 25.0))  # grid's header says 0
     assert len(frames) == n_frames
     assert frames[0].dtype == np.uint8 and frames[0].ndim == 3 and frames[0].shape[2] == 3
 
@@ -55,15 +56,15 @@ def test_constant_fps_by_timestamps(tmp_path, source_fps):
     assert shown == expected
 
 
-def test_audio_is_16k_mono_float32_for_every_sample_format(sample_dir):
+def test_audio_is_16k_mono_float32_for_every_sample_format(media_dir):
     cases = {
-        "video/aoc_8s.mp4": 8.0,  # AAC 16 kHz stereo
-        "video/grid_s_pwij3p.mpg": 2.95,  # MP2 44.1 kHz stereo
-        "audio/jfk_11s.flac": 11.0,  # FLAC 44.1 kHz stereo
-        "audio/librispeech_5703-47212-0000.ogg": 14.84,  # Vorbis 22.05 kHz mono
+        CLIP: 8.0,  # AAC 16 kHz stereo
+        "grid_s_pwij3p.mpg": 2.95,  # MP2 44.1 kHz stereo
+        "jfk_11s.flac": 11.0,  # FLAC 44.1 kHz stereo
+        "librispeech_5703-47212-0000.ogg": 14.84,  # Vorbis 22.05 kHz mono
     }
     for name, seconds in cases.items():
-        audio = load_audio(sample_dir / name, 16_000)
+        audio = load_audio(media_dir / name, 16_000)
         assert audio.dtype == np.float32 and audio.ndim == 1, name
         assert len(audio) / 16_000 == pytest.approx(seconds, abs=0.03), name
         assert -40 < level_dbfs(audio) < -10, name  # real speech, not silence or clipping
@@ -82,14 +83,14 @@ def test_resampling_keeps_pitch(tmp_path):
     assert np.fft.rfftfreq(len(audio), 1 / 16_000)[spectrum.argmax()] == pytest.approx(1000, abs=1)
 
 
-def test_bad_files_raise_specific_errors_naming_the_file(tmp_path, sample_dir):
+def test_bad_files_raise_specific_errors_naming_the_file(tmp_path, media_dir):
     with pytest.raises(MediaFileNotFoundError, match="nope.mp4: file not found"):
         probe_video(tmp_path / "nope.mp4")
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(b"\x00not a video" * 100)
     with pytest.raises(UnreadableMediaError, match="garbage.mp4"):
         list(iter_frames(garbage, 25.0))
-    flac = shutil.copy(sample_dir / "audio" / "jfk_11s.flac", tmp_path)
+    flac = shutil.copy(media_dir / "jfk_11s.flac", tmp_path)
     with pytest.raises(NoVideoStreamError, match="jfk_11s.flac: no video stream"):
         probe_video(flac)
     mute = write_clip(tmp_path / "mute.mp4", numbered_frames(5))

@@ -61,8 +61,8 @@ def two_nodes(overrides: list[str], run_id: str, tmp_path: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_two_torchrun_nodes_train_into_one_run_folder_and_resume(aoc_cache, tmp_path):
-    root, speaker = aoc_cache
+def test_two_torchrun_nodes_train_into_one_run_folder_and_resume(s1_cache, tmp_path):
+    root, speaker = s1_cache
     logs = tmp_path / "logs"
     overrides = [o for o in tiny_overrides(root, speaker, tmp_path) if not o.startswith("paths.")]
     overrides += [

@@ -24,10 +24,10 @@ def test_notebook_is_committed_without_outputs(path):
 
 
 @pytest.mark.slow
-def test_explore_notebook_runs_on_a_cache_and_checkpoint(aoc_cache, tmp_path, monkeypatch):
+def test_explore_notebook_runs_on_a_cache_and_checkpoint(s1_cache, tmp_path, monkeypatch):
     from nbclient import NotebookClient
 
-    root, speaker = aoc_cache
+    root, speaker = s1_cache
     model = {"width_multiplier": 0.25, "audio_feature_dim": 80, "audio_window": 10}
     audio = {"_target_": "casync.audio.MelFrontEnd", "n_mels": 80, "window": 10}
     checkpoint = tmp_path / "tiny.ckpt"

@@ -55,8 +55,8 @@ def top5(model: torch.nn.Module, image: torch.Tensor) -> list[tuple[int, str, fl
 
 
 @pytest.fixture(scope="module")
-def portrait(sample_dir) -> np.ndarray:
-    return read_rgb(sample_dir / "image" / "obama.jpg")  # 910x1137, face ~240 px
+def portrait(media_dir) -> np.ndarray:
+    return read_rgb(media_dir / "obama.jpg")  # 910x1137, face ~240 px
 
 
 @pytest.fixture(scope="module")
@@ -122,14 +122,14 @@ def test_an_unknown_network_is_a_clear_error():
         build_perceptual_loss("resnet", vgg_weights="unused")
 
 
-def test_vgg_stays_the_default(aoc_cache, tmp_path):
-    root, speaker = aoc_cache
+def test_vgg_stays_the_default(s1_cache, tmp_path):
+    root, speaker = s1_cache
     overrides = [o for o in tiny_overrides(root, speaker, tmp_path) if not o.startswith("loss.")]
     assert compose_train(overrides).loss.perceptual == "vgg"
 
 
-def test_training_with_efficientnet_perceptual_loss(aoc_cache, tmp_path):
-    root, speaker = aoc_cache
+def test_training_with_efficientnet_perceptual_loss(s1_cache, tmp_path):
+    root, speaker = s1_cache
     cfg = compose_train(
         [*tiny_overrides(root, speaker, tmp_path), "loss.perceptual=efficientnet_lite0"]
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from clips import sample_audio, sample_frames, write_clip
-from conftest import compose_config
+from conftest import CLIP, compose_config
 
 import casync.data.pipeline as pipeline
 import casync.data.staging as staging
@@ -52,8 +52,8 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     }
 
 
-def test_aoc_cache_round_trip(aoc_cache, sample_dir):
-    root, speaker = aoc_cache
+def test_cache_round_trip(s1_cache, media_dir):
+    root, speaker = s1_cache
     cache = open_cache(root, speaker)
     meta = cache.meta
     assert (meta["format_version"], meta["fps"], meta["sample_rate"], meta["crop_size"]) == (
@@ -69,28 +69,30 @@ def test_aoc_cache_round_trip(aoc_cache, sample_dir):
     assert source.landmarks.shape == (200, 478, 2) and source.face_found.all()
     assert source.audio.shape == (200, 10, 80) and source.audio.dtype == np.float16
     # Crops are the stored transforms applied to the decoded frames; audio is the front end's.
-    frames = list(iter_frames(sample_dir / "video" / "aoc_8s.mp4", 25.0))
+    frames = list(iter_frames(media_dir / CLIP, 25.0))
     for k in (0, 99, 199):
         assert np.array_equal(source.crops[k], cut_crop(frames[k], source.transforms[k], 160))
-    features = MelFrontEnd()(load_audio(sample_dir / "video" / "aoc_8s.mp4", 16_000))
+    features = MelFrontEnd()(load_audio(media_dir / CLIP, 16_000))
     expected = frame_windows(features, 200, 25, 10).astype(np.float16)
     assert np.allclose(source.audio, expected, atol=1e-2)
-    # Per-frame audio level, by the inference silence rule: aoc pauses for breath at 6.4-7.1 s.
-    audio = load_audio(sample_dir / "video" / "aoc_8s.mp4", 16_000)
-    flags = FrameFeatures(MelFrontEnd(), 25.0, silence_dbfs=SILENCE_DBFS)
+    # Per-frame audio level, by the inference silence rule. GRID's pauses between sentences are
+    # room noise at about -40 dBFS: no frame is silent at the default -45; at -35 the pauses are.
+    audio = load_audio(media_dir / CLIP, 16_000)
+    assert not (source.levels_dbfs <= SILENCE_DBFS).any()
+    flags = FrameFeatures(MelFrontEnd(), 25.0, silence_dbfs=-35.0)
     flags.push(audio)
     flags.finish()
     _, silent = flags.take(0, 200)
-    np.testing.assert_array_equal(source.levels_dbfs <= SILENCE_DBFS, silent)
-    assert silent[162:178].all() and not silent[150:158].any() and silent.mean() < 0.25
+    np.testing.assert_array_equal(source.levels_dbfs <= -35.0, silent)
+    assert silent[44:59].all() and not silent[60:140].any() and silent.mean() < 0.25
     quality = source.quality
     assert quality["frames_without_face"] == 0 and quality["duration_used_s"] == 8.0
-    assert quality["silent_frames"] == silent.sum()
-    assert quality["audio_level_dbfs"] == pytest.approx(-28.5, abs=1)
+    assert quality["silent_frames"] == 0
+    assert quality["audio_level_dbfs"] == pytest.approx(-16.7, abs=1)
 
 
-def test_mouth_landmarks_fall_inside_the_stored_mask(aoc_cache):
-    source = open_cache(*aoc_cache).sources[0]
+def test_mouth_landmarks_fall_inside_the_stored_mask(s1_cache):
+    source = open_cache(*s1_cache).sources[0]
     for k in range(0, 200, 7):
         lips = transform_points(source.landmarks[k][list(LIP_INDICES)], source.transforms[k])
         assert source.masks[k][lips[:, 1].astype(int), lips[:, 0].astype(int)].all(), k
@@ -98,8 +100,8 @@ def test_mouth_landmarks_fall_inside_the_stored_mask(aoc_cache):
 
 
 @pytest.mark.slow
-def test_grid_and_30fps_source_normalise_to_25fps(tmp_path, sample_dir):
-    grid = Path(shutil.copy(sample_dir / "video" / "grid_s_pwij3p.mpg", tmp_path))
+def test_grid_and_30fps_source_normalise_to_25fps(tmp_path, media_dir):
+    grid = Path(shutil.copy(media_dir / "grid_s_pwij3p.mpg", tmp_path))
     frames = sample_frames(grid)
     resampled = [frames[min(int(k * 25 / 30), 74)] for k in range(90)]  # 3 s at 30 fps
     fast = write_clip(tmp_path / "grid30.mp4", resampled, Fraction(30), sample_audio(grid))
@@ -112,23 +114,22 @@ def test_grid_and_30fps_source_normalise_to_25fps(tmp_path, sample_dir):
     assert all(s.face_found.all() for s in cache.sources)
 
 
-def test_rerun_skips_and_a_changed_source_is_redone(aoc_cache, tmp_path, sample_dir):
+def test_rerun_skips_and_a_changed_source_is_redone(s1_cache, tmp_path, media_dir):
     cache = tmp_path / "cache"
-    shutil.copytree(aoc_cache[0] / "aoc", cache / "alice")
-    aoc = Path(shutil.copy(sample_dir / "video" / "aoc_8s.mp4", tmp_path))
-    assert run(cache, [aoc])["sources"] == {"aoc_8s": "skipped (unchanged)"}
+    shutil.copytree(s1_cache[0] / s1_cache[1], cache / "alice")
+    clip = Path(shutil.copy(media_dir / CLIP, tmp_path))
+    assert run(cache, [clip])["sources"] == {"grid_s1_8s": "skipped (unchanged)"}
     before = snapshot(cache / "alice")
-    frames = sample_frames(aoc, 60)
-    write_clip(aoc, frames, audio=sample_audio(aoc, 2.4))  # same name, new content
-    assert run(cache, [aoc])["sources"] == {"aoc_8s": "processed"}
+    frames = sample_frames(clip, 60)
+    write_clip(clip, frames, audio=sample_audio(clip, 2.4))  # same name, new content
+    assert run(cache, [clip])["sources"] == {"grid_s1_8s": "processed"}
     assert open_cache(cache, "alice").sources[0].n_frames == 60
-    assert (
-        snapshot(cache / "alice")["sources/aoc_8s/crops.npy"] != before["sources/aoc_8s/crops.npy"]
-    )
+    crops = "sources/grid_s1_8s/crops.npy"
+    assert snapshot(cache / "alice")[crops] != before[crops]
 
 
-def test_interrupted_runs_never_read_as_valid_and_resume(tmp_path, sample_dir, monkeypatch):
-    grid = Path(shutil.copy(sample_dir / "video" / "grid_s_pwij3p.mpg", tmp_path / "a.mpg"))
+def test_interrupted_runs_never_read_as_valid_and_resume(tmp_path, media_dir, monkeypatch):
+    grid = Path(shutil.copy(media_dir / "grid_s_pwij3p.mpg", tmp_path / "a.mpg"))
     clip = write_clip(tmp_path / "b.mp4", sample_frames(grid, 60), audio=sample_audio(grid, 2.4))
     cache = tmp_path / "cache"
     real = pipeline.process_source
@@ -173,15 +174,15 @@ def test_interrupted_runs_never_read_as_valid_and_resume(tmp_path, sample_dir, m
     assert [s.n_frames for s in open_cache(cache, "alice").sources] == [75, 55]
 
 
-def bad_inputs(tmp: Path, sample_dir: Path) -> dict[str, tuple[Path, type, str]]:
-    grid = sample_dir / "video" / "grid_s_pwij3p.mpg"
+def bad_inputs(tmp: Path, media_dir: Path) -> dict[str, tuple[Path, type, str]]:
+    grid = media_dir / "grid_s_pwij3p.mpg"
     frames, audio = sample_frames(grid, 60), sample_audio(grid, 2.4)
     garbage = tmp / "garbage.mp4"
     garbage.write_bytes(b"\x00\x01 this is not a video" * 50)
     return {
         "missing": (tmp / "missing.mp4", MediaFileNotFoundError, "file not found"),
         "unreadable": (garbage, UnreadableMediaError, "not a readable media file"),
-        "no video": (Path(shutil.copy(sample_dir / "audio" / "jfk_11s.flac", tmp)),
+        "no video": (Path(shutil.copy(media_dir / "jfk_11s.flac", tmp)),
                      NoVideoStreamError, "no video stream"),
         "no audio": (write_clip(tmp / "mute.mp4", frames), NoAudioStreamError, "no audio stream"),
         "silent": (write_clip(tmp / "silent.mp4", frames, audio=np.zeros_like(audio)),
@@ -193,16 +194,14 @@ def bad_inputs(tmp: Path, sample_dir: Path) -> dict[str, tuple[Path, type, str]]
     }  # fmt: skip
 
 
-def test_bad_inputs_raise_clear_errors_and_leave_the_cache_as_it_was(
-    aoc_cache, tmp_path, sample_dir
-):
+def test_bad_inputs_raise_clear_errors_and_leave_the_cache_as_it_was(s1_cache, tmp_path, media_dir):
     cache = tmp_path / "cache"
-    shutil.copytree(aoc_cache[0] / "aoc", cache / "alice")
-    aoc = Path(shutil.copy(sample_dir / "video" / "aoc_8s.mp4", tmp_path))
+    shutil.copytree(s1_cache[0] / s1_cache[1], cache / "alice")
+    clip = Path(shutil.copy(media_dir / CLIP, tmp_path))
     before = snapshot(cache / "alice")
-    for case, (path, error, problem) in bad_inputs(tmp_path, sample_dir).items():
+    for case, (path, error, problem) in bad_inputs(tmp_path, media_dir).items():
         with pytest.raises(error, match=problem) as info:
-            run(cache, [aoc, path])
+            run(cache, [clip, path])
         assert path.name in str(info.value), case
         assert snapshot(cache / "alice") == before, case
         assert not (cache / "bob").exists()
@@ -225,8 +224,8 @@ def test_source_ids_are_safe_and_unique():
 
 
 @pytest.mark.slow
-def test_command_line_with_overrides(tmp_path, sample_dir):
-    grid = shutil.copy(sample_dir / "video" / "grid_s_pwij3p.mpg", tmp_path / "g.mpg")
+def test_command_line_with_overrides(tmp_path, media_dir):
+    grid = shutil.copy(media_dir / "grid_s_pwij3p.mpg", tmp_path / "g.mpg")
     command = [
         sys.executable, "-m", "casync.preprocess", "speaker=grid", "audio=mel", "speaker.name=gina",
         f"speaker.videos=[{grid}]", f"paths.cache_dir={tmp_path / 'cache'}",
@@ -239,12 +238,12 @@ def test_command_line_with_overrides(tmp_path, sample_dir):
     assert meta["speaker"] == "gina" and meta["config"]["audio"]["_target_"].endswith("MelFrontEnd")
 
 
-def test_faceless_frames_are_cached_counted_and_never_trained_on(tmp_path, sample_dir):
+def test_faceless_frames_are_cached_counted_and_never_trained_on(tmp_path, media_dir):
     """Real footage has frames without a face (a cut, a hand): preprocessing keeps going, the
     quality report counts them, and the Dataset never serves them as targets."""
     from casync.data.dataset import CacheDataset
 
-    source = sample_dir / "video" / "grid_s_pwij3p.mpg"
+    source = media_dir / "grid_s_pwij3p.mpg"
     frames = sample_frames(source)
     hidden = range(30, 36)
     for j in hidden:
@@ -281,11 +280,38 @@ def faststart_copy(source: Path, out: Path) -> Path:
     return out
 
 
-def test_truncated_file_warns_or_is_refused(tmp_path, sample_dir):
-    whole = faststart_copy(sample_dir / "video" / "aoc_8s.mp4", tmp_path / "whole.mp4")
-    data = whole.read_bytes()
+def cut_inside(path: Path, kind: str, fraction: float) -> int:
+    """A byte offset in the middle of the `kind` ("video" or "audio") packet nearest `fraction`
+    of the file: where an interrupted copy of it ends."""
+    import av
+
+    with av.open(str(path)) as container:
+        packets = [(p.pos, p.size) for p in container.demux() if p.size and p.stream.type == kind]
+    target = fraction * path.stat().st_size
+    pos, size = min(packets, key=lambda packet: abs(packet[0] + packet[1] / 2 - target))
+    return pos + size // 2
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "video",
+        pytest.param(
+            "audio",
+            marks=pytest.mark.xfail(
+                raises=UnreadableMediaError,
+                strict=True,
+                reason="load_audio raises UnreadableMediaError on a last AAC packet cut short "
+                "(src/casync/media/audio.py) instead of keeping the sound decoded before it",
+            ),
+        ),
+    ],
+)
+def test_truncated_file_warns_or_is_refused(tmp_path, media_dir, kind):
+    whole = faststart_copy(media_dir / CLIP, tmp_path / "whole.mp4")
     cut = tmp_path / "cut.mp4"
-    cut.write_bytes(data[: len(data) // 4])  # an interrupted copy: about 2 of its 8 s
+    cut.write_bytes(whole.read_bytes()[: cut_inside(whole, kind, 0.3)])  # about 2 of its 8 s
+    assert len(load_audio(cut, 16_000)) > 1.5 * 16_000  # the sound before the cut decodes
     with pytest.warns(UserWarning, match=r"cut.mp4: only 2.\d\d s of video .* states 8.00 s"):
         run(tmp_path / "cache", [cut])
     (source,) = open_cache(tmp_path / "cache", "alice").sources
@@ -297,7 +323,7 @@ def test_truncated_file_warns_or_is_refused(tmp_path, sample_dir):
         preprocess(compose_config("preprocess", overrides))
 
 
-def test_a_second_preprocess_of_the_same_speaker_is_refused_while_one_runs(tmp_path, sample_dir):
+def test_a_second_preprocess_of_the_same_speaker_is_refused_while_one_runs(tmp_path, media_dir):
     """A real second process holds the speaker's lock, as a running preprocess does."""
     cache = tmp_path / "cache"
     holder = (
@@ -310,7 +336,7 @@ def test_a_second_preprocess_of_the_same_speaker_is_refused_while_one_runs(tmp_p
     )
     try:
         assert process.stdout.readline().strip() == "held"
-        grid = Path(shutil.copy(sample_dir / "video" / "grid_s_pwij3p.mpg", tmp_path / "g.mpg"))
+        grid = Path(shutil.copy(media_dir / "grid_s_pwij3p.mpg", tmp_path / "g.mpg"))
         with pytest.raises(
             CacheBusyError,
             match=rf"another preprocess of alice is running \(pid {process.pid}\)",

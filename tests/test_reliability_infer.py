@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 from clips import sample_audio, sample_frames, write_clip
+from conftest import CLIP
 from test_inference import MEL, TINY, infer_config, write_checkpoint
 
 from casync.atomic import DiskFullError, atomic_write_text, remove_stale_temps
@@ -44,19 +45,19 @@ def checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def short_clip(sample_dir, tmp_path_factory) -> Path:
-    """The first 1.2 s of aoc_8s.mp4 (30 frames, near lossless), with its audio."""
+def short_clip(media_dir, tmp_path_factory) -> Path:
+    """The first 1.2 s of grid_s1_8s.mp4 (30 frames, near lossless), with its audio."""
     folder = tmp_path_factory.mktemp("clip")
-    video = sample_dir / "video" / "aoc_8s.mp4"
+    video = media_dir / CLIP
     frames, audio = sample_frames(video, 30), sample_audio(video, 1.2)
-    return write_clip(folder / "aoc_1s.mp4", frames, audio=audio)
+    return write_clip(folder / "s1_1s.mp4", frames, audio=audio)
 
 
 @pytest.fixture(scope="module")
-def speech(sample_dir, tmp_path_factory) -> Path:
+def speech(media_dir, tmp_path_factory) -> Path:
     """1 s of real speech as a wav."""
     path = tmp_path_factory.mktemp("speech") / "jfk_1s.wav"
-    audio = sample_audio(sample_dir / "audio" / "jfk_11s.flac")[SR // 2 : SR // 2 + SR]
+    audio = sample_audio(media_dir / "jfk_11s.flac")[SR // 2 : SR // 2 + SR]
     with av.open(str(path), "w") as container:
         stream = container.add_stream("pcm_s16le", rate=SR)
         stream.layout = "mono"
@@ -93,9 +94,9 @@ def test_output_that_is_an_input_is_refused_and_the_input_kept(
 
 # -- 3. frames without a face pass through --------------------------------------------------------
 def test_frames_without_a_face_pass_through_unchanged_and_are_counted(
-    checkpoint, sample_dir, speech, tmp_path
+    checkpoint, media_dir, speech, tmp_path
 ):
-    frames = sample_frames(sample_dir / "video" / "aoc_8s.mp4", 30)
+    frames = sample_frames(media_dir / CLIP, 30)
     wall = np.full_like(frames[0], 118)  # a cut to a bare wall: no face in frames 10-17
     frames[10:18] = [wall] * 8
     video = write_clip(tmp_path / "cut.mp4", frames)
@@ -132,8 +133,8 @@ def write_phone_clip(path: Path, frames: list[np.ndarray], degrees: int) -> Path
     return path
 
 
-def test_rotated_phone_video_keeps_its_display_rotation(checkpoint, sample_dir, speech, tmp_path):
-    frames = sample_frames(sample_dir / "video" / "aoc_8s.mp4", 25)
+def test_rotated_phone_video_keeps_its_display_rotation(checkpoint, media_dir, speech, tmp_path):
+    frames = sample_frames(media_dir / CLIP, 25)
     phone = write_phone_clip(tmp_path / "phone.mp4", frames, -90)
     matrix = display_matrix(phone)
     assert matrix is not None  # PyAV wrote the rotation
@@ -209,12 +210,12 @@ def test_a_killed_writers_temp_is_removed_by_the_next_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_during_infer_leaves_no_temp(checkpoint, sample_dir, tmp_path):
+def test_sigterm_during_infer_leaves_no_temp(checkpoint, media_dir, tmp_path):
     output = tmp_path / "out.mp4"
     command = [
         sys.executable, "-m", "casync.infer", f"checkpoint={checkpoint}",
-        f"video={sample_dir / 'video' / 'aoc_8s.mp4'}",
-        f"driving_audio={sample_dir / 'audio' / 'jfk_11s.flac'}", f"output={output}",
+        f"video={media_dir / CLIP}",
+        f"driving_audio={media_dir / 'jfk_11s.flac'}", f"output={output}",
         f"paths.log_dir={tmp_path / 'logs'}", "track_cache_dir=null", "progress=false",
     ]  # fmt: skip
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -33,8 +33,8 @@ def run_every_step_checkpointed(
     return train_until(cfg, interrupt_at)
 
 
-def test_mid_epoch_resume_is_exact(aoc_cache, tmp_path):
-    root, speaker = aoc_cache
+def test_mid_epoch_resume_is_exact(s1_cache, tmp_path):
+    root, speaker = s1_cache
     straight = compose_train(tiny_overrides(root, speaker, tmp_path / "straight"))
     straight_last = run_every_step_checkpointed(straight, max_steps=6)
 
@@ -60,10 +60,10 @@ def ddp_train(overrides: list[str], run_dir: Path) -> None:
 
 
 @pytest.mark.slow
-def test_mid_epoch_resume_is_exact_under_ddp(aoc_cache, tmp_path):
+def test_mid_epoch_resume_is_exact_under_ddp(s1_cache, tmp_path):
     """Two CPU processes (gloo): resuming from the step-3 checkpoint of a 4-step epoch gives
     the weights of the uninterrupted run at step 6."""
-    root, speaker = aoc_cache
+    root, speaker = s1_cache
     overrides = [
         o for o in tiny_overrides(root, speaker, tmp_path) if not o.startswith("paths.output_dir")
     ]

@@ -1,5 +1,6 @@
-"""The training system end to end on a real cache made from ../shared/data: every config option,
-fast_dev_run, overfitting, checkpoints (weights_only), exact resume, init_from, W&B offline, DDP."""
+"""The training system end to end on a real cache (of tests/media/grid_s1_8s.mp4): every config
+option, fast_dev_run, overfitting, checkpoints (weights_only), exact resume, init_from, W&B
+offline, DDP."""
 
 from __future__ import annotations
 
@@ -53,8 +54,8 @@ def compose_train(overrides: list[str]) -> DictConfig:
 
 
 @pytest.fixture
-def cfg_train(aoc_cache, tmp_path) -> DictConfig:
-    root, speaker = aoc_cache
+def cfg_train(s1_cache, tmp_path) -> DictConfig:
+    root, speaker = s1_cache
     return compose_train(tiny_overrides(root, speaker, tmp_path))
 
 
@@ -65,9 +66,9 @@ def group_options(group: str) -> list[str]:
 @pytest.mark.parametrize(
     "group", ["trainer", "logger", "callbacks", "experiment", "debug", "model", "data"]
 )
-def test_every_option_composes_and_instantiates(group, aoc_cache, tmp_path, monkeypatch):
+def test_every_option_composes_and_instantiates(group, s1_cache, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
-    root, speaker = aoc_cache
+    root, speaker = s1_cache
     for option in group_options(group):
         extra = []
         if group == "data" and option == "multi_speaker":  # combine two speakers' caches
@@ -101,12 +102,12 @@ def test_every_option_composes_and_instantiates(group, aoc_cache, tmp_path, monk
             assert isinstance(build_system(cfg), CASyncSystem)
 
 
-def test_audio_and_hparams_search_options_compose(aoc_cache, tmp_path):
-    root, speaker = aoc_cache
+def test_audio_and_hparams_search_options_compose(s1_cache, tmp_path):
+    root, speaker = s1_cache
     for option in group_options("audio"):
         cfg = compose_train([*tiny_overrides(root, speaker, tmp_path), f"audio={option}"])
         assert cfg.model.audio_feature_dim == cfg.audio.feature_dim
-    cfg = compose_config("train", ["speaker.name=aoc", "hparams_search=optuna"], hydra=True)
+    cfg = compose_config("train", [f"speaker.name={speaker}", "hparams_search=optuna"], hydra=True)
     assert "optim.lr" in cfg.hydra.sweeper.params
     assert cfg.trainer.devices == 1  # sweeps are single-device trials
 
@@ -234,8 +235,8 @@ def train_until(cfg: DictConfig, interrupt_at: int | None = None) -> Path:
     return Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
 
 
-def test_checkpoint_load_and_exact_resume(aoc_cache, tmp_path):
-    root, speaker = aoc_cache
+def test_checkpoint_load_and_exact_resume(s1_cache, tmp_path):
+    root, speaker = s1_cache
     straight = compose_train(tiny_overrides(root, speaker, tmp_path / "straight"))
     straight_last = run_checkpointed(straight, max_steps=4)
 
@@ -263,8 +264,8 @@ def test_checkpoint_load_and_exact_resume(aoc_cache, tmp_path):
     assert generator.reference is not None and generator.reference.dtype.name == "uint8"
 
 
-def test_init_from_starts_from_pretrained_weights(aoc_cache, tmp_path):
-    root, speaker = aoc_cache
+def test_init_from_starts_from_pretrained_weights(s1_cache, tmp_path):
+    root, speaker = s1_cache
     base = compose_train(tiny_overrides(root, speaker, tmp_path / "base"))
     base_last = run_checkpointed(base, max_steps=2)
     cfg = compose_train(
@@ -307,8 +308,8 @@ def test_wandb_logger_offline_writes_a_run(cfg_train, monkeypatch):
 
 
 @pytest.mark.slow
-def test_ddp_two_cpu_processes_write_one_run_folder(aoc_cache, tmp_path):
-    root, speaker = aoc_cache
+def test_ddp_two_cpu_processes_write_one_run_folder(s1_cache, tmp_path):
+    root, speaker = s1_cache
     run_dir = tmp_path / "ddp_run"
     overrides = [
         o for o in tiny_overrides(root, speaker, tmp_path) if not o.startswith("paths.output_dir")
@@ -348,8 +349,8 @@ def test_experiment_values_override_the_base_config(tmp_path):
 
 
 @pytest.mark.slow
-def test_multirun_over_speakers_writes_one_run_per_speaker(aoc_cache, tmp_path):
-    root, speaker = aoc_cache
+def test_multirun_over_speakers_writes_one_run_per_speaker(s1_cache, tmp_path):
+    root, speaker = s1_cache
     caches = tmp_path / "caches"
     shutil.copytree(root, caches)
     shutil.copytree(root / speaker, caches / "bob")
@@ -375,8 +376,8 @@ def test_multirun_over_speakers_writes_one_run_per_speaker(aoc_cache, tmp_path):
     assert runs == [f"0_{speaker}", "1_bob"]
 
 
-def test_ema_weights_are_averaged_shipped_and_grids_logged(aoc_cache, tmp_path):
-    root, speaker = aoc_cache
+def test_ema_weights_are_averaged_shipped_and_grids_logged(s1_cache, tmp_path):
+    root, speaker = s1_cache
     cfg = compose_train([*tiny_overrides(root, speaker, tmp_path), "optim.ema_decay=0.5"])
     last = run_checkpointed(cfg, max_steps=2)
     state = torch.load(last, weights_only=True)["state_dict"]

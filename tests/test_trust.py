@@ -156,9 +156,9 @@ def test_a_checkpoint_whose_network_config_is_not_plain_is_refused(tmp_path):
         load_generator(path)
 
 
-def test_a_cache_whose_meta_json_names_a_path_outside_it_is_refused(aoc_cache, tmp_path):
+def test_a_cache_whose_meta_json_names_a_path_outside_it_is_refused(s1_cache, tmp_path):
     """A source id in meta.json becomes a folder name: '../..' must not reach outside."""
-    root, speaker = aoc_cache
+    root, speaker = s1_cache
     copy = Path(shutil.copytree(root, tmp_path / "cache"))
     meta_path = copy / speaker / "meta.json"
     meta = json.loads(meta_path.read_text())

@@ -11,7 +11,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import preprocess_settings
+from conftest import CLIP, preprocess_settings
 
 from casync.audio import FrameFeatures, MissingWeightsError, WhisperFrontEnd
 from casync.audio.whisper import bundled_model_dir
@@ -28,8 +28,8 @@ def whisper() -> WhisperFrontEnd:
 
 
 @pytest.fixture(scope="module")
-def jfk(sample_dir) -> np.ndarray:
-    return load_audio(sample_dir / "audio" / "jfk_11s.flac", SR)
+def jfk(media_dir) -> np.ndarray:
+    return load_audio(media_dir / "jfk_11s.flac", SR)
 
 
 def test_bundled_model_is_whisper_tiny_en(whisper, jfk):
@@ -140,7 +140,7 @@ def test_streaming_latency_is_chunk_plus_lookahead(whisper, jfk):
     assert len(lag) >= 40 and max(lag) <= 0.1 + 0.2 + 0.2 + 0.02 and min(lag) > 0.2
 
 
-def test_synthesizer_stream_equals_batch_with_whisper(sample_dir, jfk, whisper, tmp_path):
+def test_synthesizer_stream_equals_batch_with_whisper(media_dir, jfk, whisper, tmp_path):
     from casync.contract import load_generator, save_generator_checkpoint
     from casync.inference import Synthesizer, prepare_source
     from casync.model import CASyncNet
@@ -149,7 +149,7 @@ def test_synthesizer_stream_equals_batch_with_whisper(sample_dir, jfk, whisper, 
     torch.manual_seed(0)
     save_generator_checkpoint(tmp_path / "w.ckpt", CASyncNet(**model), model, WHISPER)
     synth = Synthesizer(load_generator(tmp_path / "w.ckpt"), whisper, progress=False, batch_size=4)
-    video = sample_dir / "video" / "aoc_8s.mp4"
+    video = media_dir / CLIP
     synth.source = prepare_source(video, 25.0, 160, 1.5, keep_frames=None)
     audio = jfk[: int(1.6 * SR)]
     batch = [r.frame for r in synth.render([audio])]

@@ -1,0 +1,178 @@
+"""The render engine: one model serves every session, on one 40 ms clock. It knows nothing of
+HTTP or WebRTC: sessions hand it speech, it hands each session one `LiveFrame` per tick.
+
+Per tick every session gets exactly one frame and its own 40 ms of audio (silence when idle), so
+audio and video share one clock and cannot drift. A session with speech due gets the lip-synced
+frame; the mouth crops of all talking sessions are generated in one batch. Any other session
+gets its idle frame: the source frame of its idle loop itself, no network. The head keeps its
+place in that loop whether the session talks or not; only the mouth is blended in and out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from casync.contract import CropGenerator, LoadedGenerator, load_generator
+from casync.face import cut_crop
+from casync.inference.blend import Blender
+from casync.inference.front_end import build_front_end
+from casync.inference.precision import build_generator
+from casync.live.avatar import LiveAvatar
+from casync.live.metrics import LiveMetrics
+from casync.live.session import LiveFrame, Session, TickPlan
+from casync.media.audio import SILENCE_DBFS
+
+log = logging.getLogger(__name__)
+
+
+class SessionsFull(RuntimeError):
+    """The engine holds `max_sessions` sessions already."""
+
+
+class LiveModel:
+    """The checkpoint's generator, front end and paste-back, shared by every session."""
+
+    def __init__(
+        self,
+        generator: LoadedGenerator,
+        device: str = "cpu",
+        precision: str = "fp32",
+        feather: float = 5.0,
+        color_match: bool = True,
+    ) -> None:
+        self.generator = generator
+        self.front_end = build_front_end(generator)
+        self.crop_size = generator.crop_size
+        self.mask = generator.mask
+        self.crops = CropGenerator(build_generator(generator.net, precision, device), device)
+        self.blender = Blender(generator.mask, feather, color_match)
+
+    @classmethod
+    def from_checkpoint(cls, path, **options) -> LiveModel:
+        return cls(load_generator(path, map_location="cpu"), **options)
+
+    def generate(self, crops: np.ndarray, windows: np.ndarray, references: np.ndarray):
+        """(N, S, S, 3) uint8 crops, (N, W, D) windows, (N, S, S, 3) references -> (N, S, S, 3)
+        uint8 generated crops, in one batch."""
+        return self.crops(crops, self.mask, windows, references)
+
+
+class Engine:
+    def __init__(
+        self,
+        model: LiveModel,
+        max_sessions: int = 8,
+        silence_dbfs: float | None = SILENCE_DBFS,
+        max_batch: int = 16,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.model = model
+        self.max_sessions = max_sessions
+        self.silence_dbfs = silence_dbfs
+        self.max_batch = max_batch
+        self.clock = clock
+        self.sessions: dict[str, Session] = {}
+        self.metrics = LiveMetrics()
+        self.fps: float | None = None
+
+    # -- sessions --------------------------------------------------------------------------------
+    def open(
+        self,
+        avatar: LiveAvatar,
+        on_frame: Callable[[LiveFrame], None],
+        on_event: Callable[[dict], None],
+        **options,
+    ) -> Session:
+        """A new session on `avatar`; SessionsFull when `max_sessions` are open."""
+        if len(self.sessions) >= self.max_sessions:
+            raise SessionsFull(f"max_sessions: all {self.max_sessions} sessions are in use")
+        if self.fps is not None and avatar.fps != self.fps:
+            raise ValueError(
+                f"avatar {avatar.name} runs at {avatar.fps} fps, the engine at {self.fps}"
+            )
+        self.fps = avatar.fps
+
+        def event(message: dict) -> None:
+            self.metrics.event(message)
+            on_event(message)
+
+        session = Session(
+            uuid.uuid4().hex, avatar, self.model.front_end, self.silence_dbfs, on_frame, event,
+            clock=self.clock, **options,
+        )  # fmt: skip
+        self.sessions[session.id] = session
+        return session
+
+    def close(self, session_id: str) -> None:
+        """Forget the session and everything it holds (safe to call twice)."""
+        session = self.sessions.pop(session_id, None)
+        if session is not None:
+            session.close()
+
+    # -- the tick --------------------------------------------------------------------------------
+    def tick(self) -> None:
+        """One 40 ms step: plan every session, generate the talking ones' mouths in batches,
+        blend, and emit one frame + its audio per session."""
+        started = self.clock()
+        plans = [(s, s.plan()) for s in list(self.sessions.values())]
+        talking = [(s, p) for s, p in plans if p.speech is not None]
+        crops = {}
+        for start in range(0, len(talking), self.max_batch):
+            crops.update(self._generate(talking[start : start + self.max_batch]))
+        for session, plan in plans:
+            if not session.closed:
+                session.emit(self._compose(session, plan, crops.get(id(plan))))
+        self.metrics.tick(self.clock() - started, len(plans), len(talking))
+
+    def _generate(self, batch: list[tuple[Session, TickPlan]]) -> dict[int, np.ndarray]:
+        crops, windows, references = [], [], []
+        for session, plan in batch:
+            avatar, s = session.avatar, plan.source_index
+            crops.append(
+                cut_crop(avatar.frame(s), avatar.source.transforms[s], self.model.crop_size)
+            )
+            windows.append(plan.speech.window)
+            references.append(avatar.reference)
+        generated = self.model.generate(np.stack(crops), np.stack(windows), np.stack(references))
+        now = self.clock()
+        for _, plan in batch:
+            self.metrics.latency((now - plan.speech.arrived) * 1000)
+        return {id(plan): crop for (_, plan), crop in zip(batch, generated, strict=True)}
+
+    def _compose(self, session: Session, plan: TickPlan, crop: np.ndarray | None) -> LiveFrame:
+        avatar, s = session.avatar, plan.source_index
+        image = avatar.frame(s)
+        audio = (np.clip(plan.audio, -1, 1) * 32767).astype(np.int16)
+        shown = session.generated(plan, crop)
+        if shown is None or not avatar.source.face_found[s]:
+            return LiveFrame(plan.tick, image, audio, False, s)
+        transform = avatar.source.transforms[s]
+        original = cut_crop(image, transform, self.model.crop_size)
+        mixed = plan.weight * shown.astype(np.float32) + (1 - plan.weight) * original
+        image = self.model.blender(image, mixed, original, transform)
+        return LiveFrame(plan.tick, image, audio, True, s)
+
+    # -- the clock -------------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Tick every 1/fps seconds until `stop` is set; ticks run in one worker thread so the
+        event loop stays free for the network. A tick that ends past its slot is counted late;
+        the clock then resets rather than bursting to catch up."""
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(1, thread_name_prefix="casync-live-tick") as worker:
+            deadline = self.clock()
+            while not stop.is_set():
+                period = 1.0 / (self.fps or 25.0)
+                await asyncio.sleep(max(0.0, deadline - self.clock()))
+                await loop.run_in_executor(worker, self.tick)
+                deadline += period
+                behind = self.clock() - deadline
+                if behind > period:
+                    self.metrics.late(int(behind / period), len(self.sessions))
+                    deadline = self.clock()

@@ -1,0 +1,244 @@
+"""The live render engine, without a network: one clock for audio and video, the idle loop,
+talking frames that touch only the mouth, interrupts, batching across sessions, bad PCM."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from casync.audio.frontend import SAMPLE_RATE
+from casync.live.avatar import LiveAvatar
+from casync.live.engine import Engine, LiveModel, SessionsFull
+from tests.live_support import short_clip, speech, tiny_checkpoint
+
+SPF = 640  # samples per 40 ms frame at 16 kHz
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def model_and_avatar(tmp_path_factory):
+    work = tmp_path_factory.mktemp("live_engine")
+    model = LiveModel.from_checkpoint(tiny_checkpoint(work / "tiny.ckpt"))
+    avatar = LiveAvatar.from_video("s1", model.generator, short_clip(work / "clip.mp4", 1.0))
+    return model, avatar
+
+
+def open_session(model_and_avatar, clock=None, **engine_options):
+    model, avatar = model_and_avatar
+    engine = Engine(model, clock=clock or FakeClock(), **engine_options)
+    frames, events = [], []
+    session = engine.open(avatar, frames.append, events.append)
+    return engine, session, frames, events
+
+
+def run(engine, ticks: int, clock: FakeClock | None = None, feed=None) -> None:
+    for _ in range(ticks):
+        if feed is not None:
+            feed()
+        engine.tick()
+        if clock is not None:
+            clock.now += 0.04
+
+
+def test_idle_frames_are_the_idle_loop_with_silence(model_and_avatar):
+    engine, _, frames, events = open_session(model_and_avatar)
+    avatar = model_and_avatar[1]
+    run(engine, 60)
+    lo, hi = avatar.idle_range
+    expected = lo + np.concatenate([np.arange(hi - lo), np.arange(hi - lo - 2, 0, -1)] * 2)[:60]
+    assert [f.source_index for f in frames] == list(expected)
+    for f in frames:
+        assert not f.talking
+        assert f.image is avatar.frame(f.source_index)  # the source frame itself, no copy
+        assert f.audio.dtype == np.int16 and f.audio.shape == (SPF,) and not f.audio.any()
+    assert events == []
+
+
+def test_audio_and_video_share_one_clock(model_and_avatar):
+    engine, session, frames, events = open_session(model_and_avatar)
+    pushed = speech()
+    session.push_audio(pushed)
+    session.flush()
+    run(engine, 80)
+    # N frames <-> N * 640 samples, and the pushed speech plays exactly once, in order, in them.
+    audio = np.concatenate([f.audio for f in frames])
+    assert len(frames) == 80 and len(audio) == 80 * SPF
+    start = [e["type"] for e in events].index("speech_started")
+    assert [e["type"] for e in events] == ["speech_started", "speech_ended"]
+    first = next(i for i, f in enumerate(frames) if f.audio.any())
+    played = audio[first * SPF : first * SPF + len(pushed)].astype(np.float32) / 32767
+    assert np.abs(played - np.clip(pushed, -1, 1)).max() < 1e-3
+    assert not audio[first * SPF + len(pushed) :].any()
+    assert start == 0 and events[1]["frames"] == round(len(pushed) / SPF)
+    # The head never left its loop: talking or not, the source index is the idle ping-pong.
+    avatar = model_and_avatar[1]
+    assert [f.source_index for f in frames] == [avatar.idle_index(t) for t in range(80)]
+
+
+def test_talking_frames_change_only_the_mouth(model_and_avatar):
+    model, avatar = model_and_avatar
+    engine, session, frames, _ = open_session(model_and_avatar)
+    session.push_audio(speech())
+    run(engine, 20)
+    talking = [f for f in frames if f.talking]
+    assert len(talking) >= 10
+    width, height = avatar.frame_size
+    for f in talking:
+        changed = np.abs(f.image.astype(int) - avatar.frame(f.source_index)).max(axis=2) > 0
+        # The blend's alpha (the checkpoint's mouth region, feathered) warped into the frame.
+        transform = np.asarray(avatar.source.transforms[f.source_index], np.float64)
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        alpha = cv2.warpAffine(model.blender.alpha, transform, (width, height), flags=flags)
+        region = cv2.dilate((alpha > 0).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        assert changed.any() and not (changed & ~region).any()
+        assert region.mean() < 0.2  # the mouth region, not the face
+
+
+def test_mouth_fades_in_and_out_over_three_frames(model_and_avatar):
+    engine, session, frames, _ = open_session(model_and_avatar)
+    session.push_audio(speech(0.8))
+    session.flush()
+    weights = []
+    for _ in range(40):
+        plan_weights = []
+        original = session.plan
+
+        def plan(original=original, plan_weights=plan_weights):
+            p = original()
+            plan_weights.append(p.weight)
+            return p
+
+        session.plan = plan
+        engine.tick()
+        session.plan = original
+        weights.extend(plan_weights)
+    rising = [w for w in weights if 0 < w < 1]
+    assert rising[:2] == pytest.approx([1 / 3, 2 / 3])
+    assert rising[-2:] == pytest.approx([2 / 3, 1 / 3])
+    assert weights[-1] == 0 and not frames[-1].talking
+
+
+def test_interrupt_returns_to_idle_within_300_ms(model_and_avatar):
+    clock = FakeClock()
+    engine, session, frames, events = open_session(model_and_avatar, clock)
+    session.push_audio(speech())
+    run(engine, 15, clock)
+    assert frames[-1].talking
+    session.clear_buffer()
+    at = len(frames)
+    run(engine, 10, clock)
+    idle = next(i for i, f in enumerate(frames[at:]) if not f.talking)
+    assert idle * 40 <= 300 - 40  # the tick that shows it included
+    assert all(not f.talking and not f.audio.any() for f in frames[at + idle :])
+    interrupted = [e for e in events if e["type"] == "interrupted"]
+    assert len(interrupted) == 1 and interrupted[0]["latency_ms"] <= 300
+    assert session.queued_s() == 0
+
+
+def test_interrupt_drops_the_batch_in_flight(model_and_avatar):
+    model, _ = model_and_avatar
+    engine, session, frames, _ = open_session(model_and_avatar)
+    session.push_audio(speech())
+    generate = model.generate
+
+    def interrupted_generate(*args):
+        session.clear_buffer()  # arrives while the batch is being generated
+        return generate(*args)
+
+    while not frames or not frames[-1].audio.any():
+        model.generate = interrupted_generate
+        try:
+            engine.tick()
+        finally:
+            model.generate = generate
+    assert not frames[-1].talking  # the crop made for dropped speech is never shown
+    run(engine, 5)
+    assert not any(f.talking or f.audio.any() for f in frames[-5:])
+
+
+def test_bad_pcm_is_an_error_event_and_the_session_lives_on(model_and_avatar):
+    engine, session, frames, events = open_session(model_and_avatar)
+    bad = [
+        (np.full(SPF, np.nan, np.float32), SAMPLE_RATE),
+        (np.zeros((SPF, 2), np.float32), SAMPLE_RATE),
+        (np.zeros(SPF, np.int32), SAMPLE_RATE),
+        (np.zeros(SPF, np.float32), 44_100),
+        (np.full(SPF, 1000.0, np.float32), SAMPLE_RATE),
+    ]
+    for samples, rate in bad:
+        assert session.push_audio(samples, rate) is False
+    errors = [e for e in events if e["type"] == "error"]
+    assert len(errors) == len(bad) and all(e["message"] for e in errors)
+    assert "non-finite" in errors[0]["message"] and "44100 Hz" in errors[3]["message"]
+    session.push_audio((speech(0.6) * 32767).astype(np.int16))
+    session.flush()
+    run(engine, 30)
+    assert any(f.talking for f in frames)
+    assert [e["type"] for e in events[len(bad) :]] == ["speech_started", "speech_ended"]
+
+
+def test_talking_sessions_share_one_batch_and_idle_ones_cost_none(model_and_avatar):
+    model, avatar = model_and_avatar
+    engine, first, _, _ = open_session(model_and_avatar)
+    outputs = {}
+    sessions = [first] + [
+        engine.open(avatar, outputs.setdefault(i, []).append, lambda e: None) for i in range(3)
+    ]
+    sizes = []
+    generate = model.generate
+
+    def counted(crops, *rest):
+        sizes.append(len(crops))
+        return generate(crops, *rest)
+
+    model.generate = counted
+    try:
+        run(engine, 3)  # all idle: no network
+        assert sizes == []
+        for s in sessions[:3]:
+            s.push_audio(speech())
+        run(engine, 12)
+    finally:
+        model.generate = generate
+    assert max(sizes) == 3 and sizes.count(3) >= 6
+    assert all(len(frames) == 15 for frames in outputs.values())
+
+
+def test_speech_in_real_time_leaves_as_soon_as_its_window_is_complete(model_and_avatar):
+    clock = FakeClock()
+    engine, session, frames, events = open_session(model_and_avatar, clock)
+    audio = speech()
+    chunks = iter(np.array_split(audio, len(audio) // 320))
+
+    def feed():  # a microphone: 20 ms of audio every 20 ms, silence after the speech
+        for _ in range(2):
+            session.push_audio(next(chunks, np.zeros(320, np.float32)), gate=True)
+
+    run(engine, 60, clock, feed)
+    first = next(i for i, f in enumerate(frames) if f.talking)
+    # Frame 0 needs audio to ~115 ms past its centre (20 ms) with log-mel: ready on tick 4.
+    assert first <= 5
+    latency = engine.metrics.percentiles()
+    assert latency[95] <= 200  # simulated time: window lookahead + one tick, no compute
+    # The microphone's trailing silence ends the speech; silence alone is never queued.
+    assert [e["type"] for e in events] == ["speech_started", "speech_ended"]
+    assert session.queued_s() == 0
+
+
+def test_a_full_engine_says_so_and_a_closed_session_frees_its_place(model_and_avatar):
+    engine, session, _, _ = open_session(model_and_avatar, max_sessions=1)
+    with pytest.raises(SessionsFull, match="max_sessions"):
+        engine.open(model_and_avatar[1], print, print)
+    session.push_audio(speech())
+    engine.close(session.id)
+    engine.close(session.id)
+    assert engine.sessions == {} and session.closed and session.queued_s() == 0
+    engine.open(model_and_avatar[1], print, print)
