@@ -31,22 +31,26 @@ def infer(cfg: DictConfig) -> dict:
     Returns {"output", "frames", "fps", "duration_s", "fps_achieved", "faceless_frames",
     "reference", ...}. Raises CheckpointError, MediaError, NoFaceError or OutputNotWritableError
     (all ValueErrors) with a message naming the bad input; DiskFullError naming the file."""
+    from casync.avatar import load_avatar
     from casync.contract import load_generator
     from casync.inference import Synthesizer
     from casync.media.writer import check_writable
     from casync.runtime import resolve_device
 
-    missing = [k.replace("driving_", "") for k in REQUIRED if OmegaConf.is_missing(cfg, k)]
+    required = [k for k in REQUIRED if not (k == "video" and cfg.get("avatar"))]
+    missing = [k.replace("driving_", "") for k in required if OmegaConf.is_missing(cfg, k)]
     if missing:
         raise ValueError(
             f"missing {', '.join(missing)}: python -m casync.infer checkpoint=run.ckpt "
-            "video=speaker.mp4 driving_audio=speech.wav output=out.mp4"
+            "video=speaker.mp4 (or avatar=avatars/NAME) driving_audio=speech.wav output=out.mp4"
         )
-    check_input(cfg.video, "video", "a video of the checkpoint's speaker")
+    if not cfg.get("avatar"):
+        check_input(cfg.video, "video", "a video of the checkpoint's speaker")
     check_input(cfg.driving_audio, "driving_audio", "the speech to lip-sync to")
-    # Before minutes of work, not after; never over an input.
-    check_writable(cfg.output, inputs=(cfg.video, cfg.driving_audio))
     generator = load_generator(cfg.checkpoint)
+    source = load_avatar(cfg.avatar, generator) if cfg.get("avatar") else cfg.video
+    # Before minutes of work, not after; never over an input.
+    check_writable(cfg.output, inputs=(getattr(source, "path", source), cfg.driving_audio))
     # A checkpoint made elsewhere names weights on that machine: `audio.<key>=` replaces them.
     audio = {k: v for k, v in cfg.audio.items() if v is not None}
     unknown = sorted(audio.keys() - generator.audio_config.keys())
@@ -70,7 +74,7 @@ def infer(cfg: DictConfig) -> dict:
         precision=cfg.precision,
         face_cache_mb=cfg.face_cache_mb,
     )
-    return synthesizer.synthesize(cfg.video, cfg.driving_audio, cfg.output)
+    return synthesizer.synthesize(source, cfg.driving_audio, cfg.output)
 
 
 def check_input(path: str, key: str, what: str) -> None:

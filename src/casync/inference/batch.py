@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from casync.audio.frontend import SAMPLE_RATE
+from casync.avatar import Avatar
 from casync.inference.frame_store import DEFAULT_RAM_BYTES
 from casync.inference.mp4 import SequentialFrames, driving_audio, encode
 from casync.inference.source import SourceVideo, prepare_source
@@ -23,17 +24,21 @@ if TYPE_CHECKING:
 
 
 def synthesize_mp4(
-    synth: Synthesizer, video: str | Path, audio: str | Path | np.ndarray, output: str | Path
+    synth: Synthesizer,
+    video: str | Path | Avatar,
+    audio: str | Path | np.ndarray,
+    output: str | Path,
 ) -> dict:
-    """Write `synth`'s lip-sync of `video` to `audio` as the MP4 `output` -> a summary (frames,
-    fps achieved, paths)."""
+    """Write `synth`'s lip-sync of `video` (a file, or a prepared `Avatar`) to `audio` as the
+    MP4 `output` -> a summary (frames, fps achieved, paths)."""
     started = time.perf_counter()
-    output = check_writable(output, inputs=(video, audio))
+    prepared = isinstance(video, Avatar)
+    output = check_writable(output, inputs=(video.path if prepared else video, audio))
     waveform, mux_audio, mux_rate = driving_audio(audio)
     n_out = int(round(len(waveform) / SAMPLE_RATE * synth.fps))
     if n_out < 1:
         raise ValueError(f"driving audio {audio}: shorter than one frame at {synth.fps:g} fps")
-    source = prepare_source(
+    source = video if prepared else prepare_source(
         video, synth.fps, synth.size, synth.generator.smoothing,
         keep_frames=frames_to_keep(video, n_out, synth.fps), track_cache_dir=synth.track_cache_dir,
     )  # fmt: skip
@@ -41,7 +46,8 @@ def synthesize_mp4(
     try:
         silent, faceless = _write(synth, source, waveform, mux_audio, mux_rate, n_out, output)
     finally:
-        source.close()
+        if not prepared:  # an avatar belongs to its caller, who may drive it again
+            source.close()
     elapsed = time.perf_counter() - started
     return {
         "output": str(output),
@@ -73,7 +79,7 @@ def frames_to_keep(video: str | Path, n_out: int, fps: float) -> int:
 
 def _write(
     synth: Synthesizer,
-    source: SourceVideo,
+    source: SourceVideo | Avatar,
     waveform: np.ndarray,
     mux_audio: np.ndarray,
     mux_rate: int,

@@ -24,6 +24,7 @@ import torch
 
 from casync.audio.frontend import SAMPLE_RATE
 from casync.audio.pcm import check_rate
+from casync.avatar import Avatar
 from casync.contract import (
     CheckpointError,
     CropGenerator,
@@ -149,7 +150,7 @@ class Synthesizer:
         if frame_at is None:
             if source.frames is None:
                 raise ValueError("streaming needs the source frames: prepare(video) keeps them")
-            frame_at = source.frames.__getitem__
+            frame_at = source.frames.__getitem__  # a FrameStore, or an avatar's FrameReader
         features = FrameFeatures(self.front_end, self.fps, self.silence_dbfs)
         hold, done, step = SilenceHold(), 0, self.batch_size
         reference = self._reference(source)
@@ -174,10 +175,13 @@ class Synthesizer:
         features.release(j1)
         indices = ping_pong(j1, source.n_frames)[j0:j1]
         frames = [frame_at(int(s)) for s in indices]
-        crops = [
-            cut_crop(f, source.transforms[s], self.size)
-            for f, s in zip(frames, indices, strict=True)
-        ]
+        if isinstance(source, Avatar):  # its crops are stored losslessly: the raw video's
+            crops = [source.crop(int(s)) for s in indices]  # copies of the memory map
+        else:
+            crops = [
+                cut_crop(f, source.transforms[s], self.size)
+                for f, s in zip(frames, indices, strict=True)
+            ]
         owner, todo = hold.plan(silent, source.face_found[indices])
         todo_crops = [crops[i] for i in todo]
         generated = self._generate_cached(todo_crops, indices[todo], windows[todo], reference)
@@ -222,7 +226,8 @@ class Synthesizer:
             yield rendered.frame
 
     def synthesize(
-        self, video: str | Path, audio: str | Path | np.ndarray, output: str | Path
+        self, video: str | Path | Avatar, audio: str | Path | np.ndarray, output: str | Path
     ) -> dict:
-        """Write the lip-synced MP4 and return a summary (frames, fps achieved, paths)."""
+        """Write the lip-synced MP4 of `video` (a file, or an `Avatar` prepared for this
+        checkpoint) and return a summary (frames, fps achieved, paths)."""
         return synthesize_mp4(self, video, audio, output)

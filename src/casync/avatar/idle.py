@@ -1,0 +1,94 @@
+"""The idle loop: a stretch of the source where the speaker is silent and still, chosen by
+measurement, shown ping-ponged while the avatar listens (the head keeps moving, the mouth stays
+closed).
+
+Every window of `seconds` is scored on three per-frame measures, each relative to the whole
+video so that the score does not depend on the footage's scale or loudness:
+- speech: the fraction of its frames whose audio is above the silence threshold (x2: a window
+  with speech in it is the worst idle loop);
+- mouth: its mean mouth opening (inner-lip gap / mouth width) over the video's 90th percentile;
+- motion: its mean head motion (crop centre shift per frame, in crop sides, plus rotation) over
+  the video's 90th percentile; a window where no face was found is excluded.
+The lowest score wins: the calmest stretch when no stretch is silent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+IDLE_SECONDS = 3.0
+SPEECH_WEIGHT = 2.0
+
+
+@dataclass(frozen=True)
+class IdleLoop:
+    start: int  # first source frame of the loop
+    stop: int  # one past its last
+    fps: float
+    reason: str  # why these seconds: the measures of the chosen window, or "set by the user"
+
+    @property
+    def seconds(self) -> tuple[float, float]:
+        return self.start / self.fps, self.stop / self.fps
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "start_s": self.seconds[0], "stop_s": self.seconds[1]}
+
+
+def head_motion(params: np.ndarray) -> np.ndarray:
+    """(N, 4) crop params (cx, cy, side, angle) -> (N,) motion into each frame (0 for frame 0):
+    centre shift in crop sides plus the rotation change in radians."""
+    shift = np.linalg.norm(np.diff(params[:, :2], axis=0), axis=1) / np.maximum(params[1:, 2], 1)
+    turn = np.abs(np.diff(params[:, 3]))
+    return np.concatenate([[0.0], shift + turn])
+
+
+def choose_idle(
+    speech: np.ndarray,
+    opening: np.ndarray,
+    motion: np.ndarray,
+    face_found: np.ndarray,
+    fps: float,
+    seconds: float = IDLE_SECONDS,
+) -> IdleLoop:
+    """The window of `seconds` (the whole video if shorter) with the lowest idle score; per-frame
+    inputs: `speech` bool (audio above the silence threshold), `opening` (NaN without a face),
+    `motion` (`head_motion`), `face_found`."""
+    n = len(face_found)
+    length = max(1, min(n, int(round(seconds * fps))))
+    opening = np.where(face_found, np.nan_to_num(opening, nan=0.0), 0.0)
+
+    def window_means(values: np.ndarray) -> np.ndarray:
+        sums = np.concatenate([[0.0], np.cumsum(values, dtype=np.float64)])
+        return (sums[length:] - sums[:-length]) / length
+
+    def relative(values: np.ndarray) -> np.ndarray:
+        return window_means(values) / max(float(np.percentile(values[face_found], 90)), 1e-6)
+
+    speech_part = SPEECH_WEIGHT * window_means(speech.astype(np.float64))
+    mouth_part, motion_part = relative(opening), relative(motion)
+    faceless = window_means((~face_found).astype(np.float64)) > 0
+    score = np.where(faceless, np.inf, speech_part + mouth_part + motion_part)
+    if np.isinf(score).all():  # no window without a faceless frame: the one with fewest
+        score = window_means((~face_found).astype(np.float64))
+    start = int(np.argmin(score))
+    reason = (
+        f"lowest idle score of every {length / fps:.1f} s window: speech in "
+        f"{speech_part[start] / SPEECH_WEIGHT:.0%} of its frames, mouth opening "
+        f"{mouth_part[start]:.2f} and head motion {motion_part[start]:.2f} of the video's 90th "
+        f"percentile (best window score {score[start]:.2f}, median {np.median(score[np.isfinite(score)]):.2f})"
+    )
+    return IdleLoop(start, start + length, fps, reason)
+
+
+def user_idle(range_s: tuple[float, float], n_frames: int, fps: float) -> IdleLoop:
+    """The idle loop a user set as (start_s, stop_s); ValueError naming `idle=` if outside."""
+    start, stop = (int(np.floor(t * fps + 0.5)) for t in range_s)  # 2.5 s -> frame 63
+    if not 0 <= start < stop <= n_frames:
+        raise ValueError(
+            f"idle=[{range_s[0]:g},{range_s[1]:g}]: seconds within the video (0 to "
+            f"{n_frames / fps:.2f} s), start before stop"
+        )
+    return IdleLoop(start, stop, fps, "set by the user (idle=)")
