@@ -45,3 +45,46 @@ def speech_with_pauses(pause_s: float = 1.5, repeats: int = 2) -> np.ndarray:
     """pause, speech, pause, speech, ... pause: the fake microphone's WAV."""
     pause = np.zeros(int(pause_s * SAMPLE_RATE), np.float32)
     return np.concatenate([pause, *[np.concatenate([speech(), pause]) for _ in range(repeats)]])
+
+
+class ServerThread:
+    """A `LiveServer` listening on a free port, its event loop in a thread of its own (tests
+    drive clients with `asyncio.run` beside it)."""
+
+    def __init__(self, server, host: str = "127.0.0.1") -> None:
+        import asyncio
+        import socket
+        import threading
+
+        self.server = server
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://{host}:{self.port}"
+        self.loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(host,), daemon=True)
+        self._thread.start()
+        if not self._started.wait(30):
+            raise RuntimeError("the live server did not start")
+
+    def _run(self, host: str) -> None:
+        import asyncio
+
+        from casync.live.server import serve
+
+        asyncio.set_event_loop(self.loop)
+        self.runner = self.loop.run_until_complete(serve(self.server, host, self.port))
+        self._started.set()
+        self.loop.run_forever()
+
+    def call(self, coroutine, timeout: float = 30):
+        """Run `coroutine` on the server's loop and return its result."""
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.call(self.runner.cleanup())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
