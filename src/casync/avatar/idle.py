@@ -9,7 +9,11 @@ video so that the score does not depend on the footage's scale or loudness:
 - mouth: its mean mouth opening (inner-lip gap / mouth width) over the video's 90th percentile;
 - motion: its mean head motion (crop centre shift per frame, in crop sides, plus rotation) over
   the video's 90th percentile; a window where no face was found is excluded.
-The lowest score wins: the calmest stretch when no stretch is silent.
+The longest window (from `seconds` down to `MIN_SECONDS`, in half seconds) whose best score is
+silent (speech in at most 5 % of its frames) with a closed mouth (mean opening at most half the
+90th percentile) wins: a short still loop ping-ponged looks alive, a long one that talks does not.
+When no window is, the best window of `seconds` (the calmest stretch) is taken, and the reason
+says so.
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 IDLE_SECONDS = 3.0
+MIN_SECONDS = 1.0
 SPEECH_WEIGHT = 2.0
+MAX_SPEECH = 0.05  # a silent window: speech in at most this fraction of its frames
+MAX_MOUTH = 0.5  # a closed mouth: mean opening at most this fraction of the video's 90th pct
 
 
 @dataclass(frozen=True)
@@ -53,12 +60,23 @@ def choose_idle(
     fps: float,
     seconds: float = IDLE_SECONDS,
 ) -> IdleLoop:
-    """The window of `seconds` (the whole video if shorter) with the lowest idle score; per-frame
-    inputs: `speech` bool (audio above the silence threshold), `opening` (NaN without a face),
-    `motion` (`head_motion`), `face_found`."""
+    """The idle loop (see the module doc); per-frame inputs: `speech` bool (audio above the
+    silence threshold), `opening` (NaN without a face), `motion` (`head_motion`), `face_found`."""
+    opening = np.where(face_found, np.nan_to_num(opening, nan=0.0), 0.0)
+    lengths = np.arange(seconds, MIN_SECONDS - 1e-9, -0.5)
+    for length_s in lengths:
+        window = _best_window(speech, opening, motion, face_found, fps, length_s)
+        if window["speech"] <= MAX_SPEECH and window["mouth"] <= MAX_MOUTH:
+            return _loop(window, fps, "the longest silent, closed-mouth stretch")
+    calmest = _best_window(speech, opening, motion, face_found, fps, seconds)
+    return _loop(
+        calmest, fps, f"no silent, closed-mouth stretch of {MIN_SECONDS:g} s or more: the calmest"
+    )
+
+
+def _best_window(speech, opening, motion, face_found, fps: float, seconds: float) -> dict:
     n = len(face_found)
     length = max(1, min(n, int(round(seconds * fps))))
-    opening = np.where(face_found, np.nan_to_num(opening, nan=0.0), 0.0)
 
     def window_means(values: np.ndarray) -> np.ndarray:
         sums = np.concatenate([[0.0], np.cumsum(values, dtype=np.float64)])
@@ -67,20 +85,24 @@ def choose_idle(
     def relative(values: np.ndarray) -> np.ndarray:
         return window_means(values) / max(float(np.percentile(values[face_found], 90)), 1e-6)
 
-    speech_part = SPEECH_WEIGHT * window_means(speech.astype(np.float64))
-    mouth_part, motion_part = relative(opening), relative(motion)
-    faceless = window_means((~face_found).astype(np.float64)) > 0
-    score = np.where(faceless, np.inf, speech_part + mouth_part + motion_part)
+    speech_part, mouth_part = window_means(speech.astype(np.float64)), relative(opening)
+    motion_part = relative(motion)
+    faceless = window_means((~face_found).astype(np.float64))
+    score = np.where(faceless > 0, np.inf, SPEECH_WEIGHT * speech_part + mouth_part + motion_part)
     if np.isinf(score).all():  # no window without a faceless frame: the one with fewest
-        score = window_means((~face_found).astype(np.float64))
+        score = faceless
     start = int(np.argmin(score))
+    return {"start": start, "stop": start + length, "speech": speech_part[start],
+            "mouth": mouth_part[start], "motion": motion_part[start]}  # fmt: skip
+
+
+def _loop(window: dict, fps: float, what: str) -> IdleLoop:
     reason = (
-        f"lowest idle score of every {length / fps:.1f} s window: speech in "
-        f"{speech_part[start] / SPEECH_WEIGHT:.0%} of its frames, mouth opening "
-        f"{mouth_part[start]:.2f} and head motion {motion_part[start]:.2f} of the video's 90th "
-        f"percentile (best window score {score[start]:.2f}, median {np.median(score[np.isfinite(score)]):.2f})"
+        f"{what} ({(window['stop'] - window['start']) / fps:.1f} s): speech in "
+        f"{window['speech']:.0%} of its frames, mouth opening {window['mouth']:.2f} and head "
+        f"motion {window['motion']:.2f} of the video's 90th percentile"
     )
-    return IdleLoop(start, start + length, fps, reason)
+    return IdleLoop(window["start"], window["stop"], fps, reason)
 
 
 def user_idle(range_s: tuple[float, float], n_frames: int, fps: float) -> IdleLoop:
