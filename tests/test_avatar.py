@@ -146,11 +146,11 @@ def test_the_idle_loop_is_the_silent_still_closed_stretch():
     motion = np.full(n, 0.01)
     motion[50:60] = 0.2
     idle = choose_idle(speech, opening, motion, np.ones(n, bool), fps, seconds=3.0)
-    assert idle.start >= 150 and idle.stop <= 238 and idle.stop - idle.start == 75
+    assert idle.start >= 155 and idle.stop <= 233 and idle.stop - idle.start == 75
     assert idle.reason.startswith("the longest silent, closed-mouth stretch (3.0 s): speech in 0%")
-    speech[180:238] = True  # only 1.2 s of silence left (6-7.2 s): a shorter loop, still silent
+    speech[188:238] = True  # 1.5 s of silence left (6-7.5 s): a shorter loop, 0.2 s clear of speech
     idle = choose_idle(speech, opening, motion, np.ones(n, bool), fps, seconds=3.0)
-    assert idle.start >= 150 and idle.stop <= 180 and idle.stop - idle.start == 25
+    assert idle.start >= 155 and idle.stop <= 183 and idle.stop - idle.start == 25
     speech[:] = True  # talking throughout: the calmest 3 s, and the reason says so
     idle = choose_idle(speech, opening, motion, np.ones(n, bool), fps, seconds=3.0)
     assert idle.stop - idle.start == 75 and idle.reason.startswith("no silent, closed-mouth")

@@ -39,6 +39,7 @@ from casync.media.video import iter_frames, prefetch, probe_video
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 ARRAYS = ("transforms", "face_found", "opening")
+NOISE_MARGIN_DB = 10.0  # speech is this far above the recording's noise floor
 
 
 class AvatarError(ValueError):
@@ -181,7 +182,9 @@ def _closed_mouth(video: Path, track) -> int:
 
 def _speech(video: Path, n: int, fps: float, generator) -> np.ndarray:
     """(n,) bool: the source's own audio is above the silence threshold around each frame
-    (all False for a video without sound)."""
+    (all False for a video without sound). The threshold is `SILENCE_DBFS`, raised to the
+    recording's noise floor (its 10th percentile level) + 10 dB for a noisy room: GRID's
+    floor is -41 dBFS, so -45 dBFS would call every frame speech."""
     from casync.media import NoAudioStreamError
 
     try:
@@ -189,7 +192,8 @@ def _speech(video: Path, n: int, fps: float, generator) -> np.ndarray:
     except NoAudioStreamError:
         return np.zeros(n, bool)
     half_window_s = 0.1  # the 0.2 s audio window of a frame
-    return frame_levels_dbfs(audio, n, fps, half_window_s, generator.sample_rate) > SILENCE_DBFS
+    levels = frame_levels_dbfs(audio, n, fps, half_window_s, generator.sample_rate)
+    return levels > max(SILENCE_DBFS, float(np.percentile(levels, 10)) + NOISE_MARGIN_DB)
 
 
 def _swap_in(work: Path, folder: Path) -> None:

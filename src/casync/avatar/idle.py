@@ -9,9 +9,10 @@ video so that the score does not depend on the footage's scale or loudness:
 - mouth: its mean mouth opening (inner-lip gap / mouth width) over the video's 90th percentile;
 - motion: its mean head motion (crop centre shift per frame, in crop sides, plus rotation) over
   the video's 90th percentile; a window where no face was found is excluded.
-The longest window (from `seconds` down to `MIN_SECONDS`, in half seconds) whose best score is
-silent (speech in at most 5 % of its frames) with a closed mouth (mean opening at most half the
-90th percentile) wins: a short still loop ping-ponged looks alive, a long one that talks does not.
+The longest window (from `seconds` down to `MIN_SECONDS`, in half seconds) whose best-scored
+stretch is wholly quiet wins: no frame with speech or an open mouth (opening above half the 90th
+percentile) within `MARGIN_S` of it, since the lips part before a word's sound and close after
+it. A short still loop ping-ponged looks alive; a long one that talks does not.
 When no window is, the best window of `seconds` (the calmest stretch) is taken, and the reason
 says so.
 """
@@ -25,8 +26,8 @@ import numpy as np
 IDLE_SECONDS = 3.0
 MIN_SECONDS = 1.0
 SPEECH_WEIGHT = 2.0
-MAX_SPEECH = 0.05  # a silent window: speech in at most this fraction of its frames
-MAX_MOUTH = 0.5  # a closed mouth: mean opening at most this fraction of the video's 90th pct
+MAX_MOUTH = 0.5  # an open mouth: opening above this fraction of the video's 90th percentile
+MARGIN_S = 0.2  # a quiet window keeps this far from any speech or open mouth
 
 
 @dataclass(frozen=True)
@@ -63,10 +64,13 @@ def choose_idle(
     """The idle loop (see the module doc); per-frame inputs: `speech` bool (audio above the
     silence threshold), `opening` (NaN without a face), `motion` (`head_motion`), `face_found`."""
     opening = np.where(face_found, np.nan_to_num(opening, nan=0.0), 0.0)
+    open_mouth = opening > MAX_MOUTH * float(np.percentile(opening[face_found], 90))
+    busy = _dilated(speech | open_mouth, int(round(MARGIN_S * fps)))
     lengths = np.arange(seconds, MIN_SECONDS - 1e-9, -0.5)
     for length_s in lengths:
-        window = _best_window(speech, opening, motion, face_found, fps, length_s)
-        if window["speech"] <= MAX_SPEECH and window["mouth"] <= MAX_MOUTH:
+        window = _best_window(busy, opening, motion, face_found, fps, length_s)
+        if window["speech"] == 0:
+            window = _best_window(speech, opening, motion, face_found, fps, length_s, window)
             return _loop(window, fps, "the longest silent, closed-mouth stretch")
     calmest = _best_window(speech, opening, motion, face_found, fps, seconds)
     return _loop(
@@ -74,7 +78,18 @@ def choose_idle(
     )
 
 
-def _best_window(speech, opening, motion, face_found, fps: float, seconds: float) -> dict:
+def _dilated(flags: np.ndarray, margin: int) -> np.ndarray:
+    """`flags` widened by `margin` frames on each side."""
+    if margin <= 0:
+        return flags
+    counts = np.convolve(flags.astype(np.int32), np.ones(2 * margin + 1, np.int32), mode="same")
+    return counts > 0
+
+
+def _best_window(
+    speech, opening, motion, face_found, fps: float, seconds: float, at: dict | None = None
+) -> dict:
+    """The lowest-scored window of `seconds` (or the measures of the window `at`)."""
     n = len(face_found)
     length = max(1, min(n, int(round(seconds * fps))))
 
@@ -91,7 +106,7 @@ def _best_window(speech, opening, motion, face_found, fps: float, seconds: float
     score = np.where(faceless > 0, np.inf, SPEECH_WEIGHT * speech_part + mouth_part + motion_part)
     if np.isinf(score).all():  # no window without a faceless frame: the one with fewest
         score = faceless
-    start = int(np.argmin(score))
+    start = int(np.argmin(score)) if at is None else at["start"]
     return {"start": start, "stop": start + length, "speech": speech_part[start],
             "mouth": mouth_part[start], "motion": motion_part[start]}  # fmt: skip
 
