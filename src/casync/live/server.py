@@ -10,7 +10,8 @@ server loaded. Routes:
   `{"type": "flush"}` ends a segment; `{"type": "clear_buffer"}` interrupts; events come back
   as JSON (`speech_started`, `speech_ended`, `interrupted`, `error`).
 - `POST /sessions/{id}/say` an audio file (size-limited) for the avatar to say;
-  `DELETE /sessions/{id}` ends a session.
+  `DELETE /sessions/{id}` (or `POST /sessions/{id}/close`, a closing page's beacon) ends a
+  session; a peer connection that fails or closes, or never connects, ends it too.
 - `GET /health`, `GET /metrics` (Prometheus text).
 
 With a `token`, every route but /health needs `Authorization: Bearer TOKEN` or `?token=TOKEN`.
@@ -124,6 +125,7 @@ class LiveServer:
         app.router.add_get("/sessions/{id}/ws", self.socket)
         app.router.add_post("/sessions/{id}/say", self.say)
         app.router.add_delete("/sessions/{id}", self.delete)
+        app.router.add_post("/sessions/{id}/close", self.delete)  # navigator.sendBeacon's verb
         app.router.add_get("/health", self.health)
         app.router.add_get("/metrics", self.metrics)
         app.on_startup.append(self._start)

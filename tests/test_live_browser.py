@@ -1,0 +1,192 @@
+"""CASync Live in a real browser: Debian's Chromium, driven by Playwright, with a fake microphone
+fed from a WAV of real speech with pauses. The page records every frame it presents; the test
+measures on those frames.
+
+The checkpoint is a tiny *random* network (the tests must not train), so the mouth it paints
+is noise, not speech: what the test can and does check is that frames arrive, that the mouth
+region differs from the idle source frame while the WAV speaks and equals it (up to the video
+codec) in its pauses, that an interrupt returns the picture to idle in time, and that a second
+page gets its own session. Lip landmarks on a trained avatar are the benchmark's.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import soundfile
+
+from casync.audio.frontend import SAMPLE_RATE
+from casync.live.avatar import LiveAvatar
+from casync.live.engine import Engine, LiveModel
+from casync.live.server import LiveServer
+from tests.live_support import ServerThread, short_clip, speech, speech_with_pauses, tiny_checkpoint
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not CHROMIUM.is_file() or shutil.which("chromium") is None,
+        reason="Chromium is not installed (apt-get install -y chromium; CI installs it)",
+    ),
+]
+PAUSE_S, REPEATS = 1.5, 2
+TALKING = 12.0  # mean |received - idle source| in the mouth region above this: a generated mouth
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    work = tmp_path_factory.mktemp("live_browser")
+    model = LiveModel.from_checkpoint(tiny_checkpoint(work / "tiny.ckpt"))
+    avatar = LiveAvatar.from_video("s1", model.generator, short_clip(work / "clip.mp4", 1.0))
+    thread = ServerThread(LiveServer(Engine(model, max_sessions=3), {"s1": avatar}))
+    wav = work / "speech_with_pauses.wav"
+    soundfile.write(wav, speech_with_pauses(PAUSE_S, REPEATS), SAMPLE_RATE, subtype="PCM_16")
+    yield thread, model, avatar, wav
+    thread.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(live):
+    from playwright.sync_api import sync_playwright
+
+    wav = live[3]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--no-sandbox",
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={wav}",
+                "--autoplay-policy=no-user-gesture-required",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+class MouthMeter:
+    """How far a received frame's mouth is from the idle source frame it shows."""
+
+    def __init__(self, model, avatar) -> None:
+        lo, hi = avatar.idle_range
+        width, height = avatar.frame_size
+        self.sources = [avatar.frame(i).astype(np.float32) for i in range(lo, hi)]
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        self.regions = []
+        for i in range(lo, hi):
+            transform = np.asarray(avatar.source.transforms[i], np.float64)
+            alpha = cv2.warpAffine(model.blender.alpha, transform, (width, height), flags=flags)
+            self.regions.append(alpha > 0.5)
+
+    def __call__(self, image: np.ndarray) -> float:
+        image = image.astype(np.float32)
+        rest = [
+            np.abs(image - s)[~r].mean() for s, r in zip(self.sources, self.regions, strict=True)
+        ]
+        k = int(np.argmin(rest))  # the source frame under it: the best match off the mouth
+        return float(np.abs(image - self.sources[k])[self.regions[k]].mean())
+
+
+def decode(frames: list[dict]) -> list[np.ndarray]:
+    images = []
+    for frame in frames:
+        data = base64.b64decode(frame["jpeg"].split(",", 1)[1])
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    return images
+
+
+def open_page(browser, url: str):
+    page = browser.new_page()
+    page.goto(url)
+    page.wait_for_function("window.casync && window.casync.session !== null", timeout=20_000)
+    page.evaluate("window.casync.firstFrame")
+    return page
+
+
+def test_the_mouth_moves_while_the_microphone_speaks_and_rests_in_its_pauses(live, browser):
+    thread, model, avatar, _ = live
+    page = open_page(browser, f"{thread.url}/?autostart=1")
+    assert page.evaluate("document.getElementById('avatar').muted")  # the mic must not hear it
+    page.evaluate("window.casync.record()")
+    cycle_s = PAUSE_S + len(speech()) / SAMPLE_RATE
+    page.wait_for_timeout(int((PAUSE_S + REPEATS * cycle_s + 1.0) * 1000))
+    page.evaluate("window.casync.stopRecording()")
+    frames = page.evaluate("window.casync.frames")
+    events = page.evaluate("window.casync.events")
+    page.close(run_before_unload=True)
+    assert len(frames) >= 100, f"only {len(frames)} frames arrived"
+    meter = MouthMeter(model, avatar)
+    levels = np.array([meter(image) for image in decode(frames)])
+    times = np.array([f["at"] for f in frames])
+    # Speech windows as the page saw them: speech_started .. speech_ended events.
+    starts = [e["at"] for e in events if e["type"] == "speech_started"]
+    ends = [e["at"] for e in events if e["type"] == "speech_ended"]
+    assert len(starts) >= 1 and len(ends) >= 1, events
+    talking = levels > TALKING
+    assert talking.sum() >= 15, f"no generated mouth received (levels {np.round(levels, 1)})"
+    inside = np.zeros(len(frames), bool)
+    for start in starts:  # the fake microphone loops the WAV: the last speech may be open
+        end = min([e for e in ends if e > start], default=np.inf)
+        inside |= (times >= start - 200) & (times <= end + 400)  # events and frames race a little
+    assert not (talking & ~inside).any(), "a generated mouth outside the speech"
+    # The pauses show the idle source, up to the codec.
+    quiet = ~inside
+    assert quiet.sum() >= 20 and np.median(levels[quiet]) < TALKING / 2
+
+
+def test_interrupt_returns_the_picture_to_idle_in_time(live, browser):
+    thread, model, avatar, _ = live
+    page = open_page(browser, thread.url)
+    page.evaluate("window.casync.record()")
+    wav = Path(live[3]).with_name("say.wav")
+    soundfile.write(wav, np.concatenate([speech()] * 3), SAMPLE_RATE, subtype="PCM_16")
+    page.set_input_files("#file", str(wav))
+    page.wait_for_function(
+        "window.casync.events.some(e => e.type === 'speech_started')", timeout=15_000
+    )
+    page.wait_for_timeout(800)
+    page.click("#interrupt")
+    page.wait_for_timeout(1500)
+    page.evaluate("window.casync.stopRecording()")
+    frames = page.evaluate("window.casync.frames")
+    events = page.evaluate("window.casync.events")
+    page.close(run_before_unload=True)
+    sent = next(e["at"] for e in events if e["type"] == "interrupt_sent")
+    assert any(e["type"] == "interrupted" for e in events)
+    assert not any(e["type"] == "speech_ended" for e in events)
+    meter = MouthMeter(model, avatar)
+    levels = np.array([meter(image) for image in decode(frames)])
+    times = np.array([f["at"] for f in frames])
+    trace = [(round(t - sent), round(v, 1)) for t, v in zip(times, levels, strict=True)]
+    assert (levels[times < sent] > TALKING).sum() >= 3, f"it never talked: {trace} {events}"
+    last_talking = times[levels > TALKING].max()
+    assert last_talking - sent <= 300, f"the mouth moved {last_talking - sent:.0f} ms on: {trace}"
+    assert (times > sent + 300).sum() >= 3  # frames kept coming, idle
+
+
+def test_a_second_page_gets_its_own_session(live, browser):
+    thread = live[0]
+    first = open_page(browser, thread.url)
+    second = open_page(browser, thread.url)
+    ids = [page.evaluate("window.casync.session") for page in (first, second)]
+    assert ids[0] != ids[1] and set(ids) <= set(thread.server.engine.sessions)
+    for page in (first, second):
+        page.evaluate("window.casync.record()")
+    first.wait_for_timeout(1000)
+    counts = [page.evaluate("window.casync.stopRecording()") for page in (first, second)]
+    assert min(counts) >= 10, counts
+    # A closed tab frees its session (its pagehide beacon), the other one lives on.
+    first.close(run_before_unload=True)
+    second.wait_for_timeout(1000)
+    assert set(thread.server.engine.sessions) == {ids[1]}
+    second.close(run_before_unload=True)
