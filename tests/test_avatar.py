@@ -21,7 +21,7 @@ from hydra.core.global_hydra import GlobalHydra
 import casync.avatar.__main__ as avatar_command
 import casync.avatar.avatar as avatar_module
 from casync.avatar import AvatarError, load_avatar, prepare_avatar
-from casync.avatar.idle import choose_idle, user_idle
+from casync.avatar.idle import choose_idle, cuts, user_idle
 from casync.contract import load_generator, save_generator_checkpoint
 from casync.inference import Synthesizer
 from casync.inference.source import prepare_source
@@ -148,6 +148,11 @@ def test_the_idle_loop_is_the_silent_still_closed_stretch():
     idle = choose_idle(speech, opening, motion, np.ones(n, bool), fps, seconds=3.0)
     assert idle.start >= 155 and idle.stop <= 233 and idle.stop - idle.start == 75
     assert idle.reason.startswith("the longest silent, closed-mouth stretch (3.0 s): speech in 0%")
+    cut = np.zeros(n, bool)
+    cut[200] = True  # an edit between two shots at 8 s: a loop across it would jump
+    idle = choose_idle(speech, opening, motion, np.ones(n, bool), fps, seconds=3.0, cut=cut)
+    assert idle.stop - idle.start == 38 and idle.start >= 155 and idle.stop <= 195
+    assert cuts(np.r_[np.full(50, 1.0), 25.0, np.full(50, 1.2)]).nonzero()[0].tolist() == [50]
     speech[188:238] = True  # 1.5 s of silence left (6-7.5 s): a shorter loop, 0.2 s clear of speech
     idle = choose_idle(speech, opening, motion, np.ones(n, bool), fps, seconds=3.0)
     assert idle.start >= 155 and idle.stop <= 183 and idle.stop - idle.start == 25

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from casync.avatar.frames import CropWriter, FrameReader, FrameWriter, read_crops
-from casync.avatar.idle import IdleLoop, choose_idle, head_motion, user_idle
+from casync.avatar.idle import IdleLoop, choose_idle, cuts, head_motion, user_idle
 from casync.contract import LoadedGenerator
 from casync.data.cache import validate_name
 from casync.data.reference import closed_mouth_frame
@@ -134,9 +134,16 @@ def _write_folder(work: Path, video: Path, generator, info, idle_s, idle_seconds
     frames = FrameWriter(work / "frames.mp4", fps, info.width, info.height)
     crops = CropWriter(work / "crops.u8")
 
+    change, previous = [], None  # mean crop change into each frame: a cut shows as a spike
+
     def store(frame: np.ndarray, transform: np.ndarray) -> None:
+        nonlocal previous
+        crop = cut_crop(frame, transform, size)
         frames.write(frame)
-        crops.write(cut_crop(frame, transform, size))
+        crops.write(crop)
+        small = crop[::4, ::4].astype(np.int16)
+        change.append(0.0 if previous is None else float(np.abs(small - previous).mean()))
+        previous = small
 
     try:
         total = round(info.duration_s * fps) or None
@@ -158,7 +165,7 @@ def _write_folder(work: Path, video: Path, generator, info, idle_s, idle_seconds
         if idle_s is not None
         else choose_idle(
             _speech(video, n, fps, generator), opening, head_motion(track.params),
-            track.face_found, fps, idle_seconds or 3.0,
+            track.face_found, fps, idle_seconds or 3.0, cuts(np.array(change)),
         )
     )  # fmt: skip
     from casync.inference.source import display_matrix

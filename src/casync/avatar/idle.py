@@ -10,8 +10,8 @@ video so that the score does not depend on the footage's scale or loudness:
 - motion: its mean head motion (crop centre shift per frame, in crop sides, plus rotation) over
   the video's 90th percentile; a window where no face was found is excluded.
 The longest window (from `seconds` down to `MIN_SECONDS`, in half seconds) whose best-scored
-stretch is wholly quiet wins: no frame with speech or an open mouth (opening above half the 90th
-percentile) within `MARGIN_S` of it, since the lips part before a word's sound and close after
+stretch is wholly quiet wins: no frame with speech, an open mouth (opening above half the 90th
+percentile) or a cut between shots within `MARGIN_S` of it, since the lips part before a word's sound and close after
 it. A short still loop ping-ponged looks alive; a long one that talks does not.
 When no window is, the best window of `seconds` (the calmest stretch) is taken, and the reason
 says so.
@@ -24,10 +24,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 IDLE_SECONDS = 3.0
-MIN_SECONDS = 1.0
+MIN_SECONDS = 0.5  # ping-ponged: a 1 s period of breathing and blinking, better than a talking loop
 SPEECH_WEIGHT = 2.0
 MAX_MOUTH = 0.5  # an open mouth: opening above this fraction of the video's 90th percentile
-MARGIN_S = 0.2  # a quiet window keeps this far from any speech or open mouth
+MARGIN_S = 0.2  # a quiet window keeps this far from any speech, open mouth or cut
+CUT_FACTOR, CUT_LEVELS = 6.0, 10.0  # a cut: crop change above 6x the median and 10 levels
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,12 @@ def head_motion(params: np.ndarray) -> np.ndarray:
     return np.concatenate([[0.0], shift + turn])
 
 
+def cuts(change: np.ndarray) -> np.ndarray:
+    """(N,) mean crop change into each frame -> (N,) bool: a cut (an edit between two shots,
+    e.g. GRID's sentences: 15-32 levels against a median of 1.1), where a loop would jump."""
+    return change > max(CUT_FACTOR * float(np.median(change)), CUT_LEVELS)
+
+
 def choose_idle(
     speech: np.ndarray,
     opening: np.ndarray,
@@ -60,12 +67,15 @@ def choose_idle(
     face_found: np.ndarray,
     fps: float,
     seconds: float = IDLE_SECONDS,
+    cut: np.ndarray | None = None,
 ) -> IdleLoop:
     """The idle loop (see the module doc); per-frame inputs: `speech` bool (audio above the
-    silence threshold), `opening` (NaN without a face), `motion` (`head_motion`), `face_found`."""
+    silence threshold), `opening` (NaN without a face), `motion` (`head_motion`), `face_found`,
+    `cut` (`cuts`: no loop spans one)."""
     opening = np.where(face_found, np.nan_to_num(opening, nan=0.0), 0.0)
     open_mouth = opening > MAX_MOUTH * float(np.percentile(opening[face_found], 90))
-    busy = _dilated(speech | open_mouth, int(round(MARGIN_S * fps)))
+    jumps = np.zeros_like(face_found) if cut is None else cut
+    busy = _dilated(speech | open_mouth | jumps, int(round(MARGIN_S * fps)))
     lengths = np.arange(seconds, MIN_SECONDS - 1e-9, -0.5)
     for length_s in lengths:
         window = _best_window(busy, opening, motion, face_found, fps, length_s)
