@@ -36,16 +36,18 @@ def build(cfg: DictConfig):
 
     check_exposure(cfg.host, cfg.token)  # before minutes of loading, not after
     torch.set_num_threads(cfg.threads)
-    checkpoint, video = cfg.checkpoint, cfg.video
-    if (checkpoint is None) != (video is None):
-        raise ValueError("checkpoint= and video= go together (neither: the built-in avatar)")
-    if checkpoint is None:
-        checkpoint, video = cfg.builtin.checkpoint, cfg.builtin.video
+    checkpoint, sources = cfg.checkpoint, [p for p in (cfg.video, cfg.avatar) if p is not None]
+    if checkpoint is None and not sources:
+        checkpoint, sources = cfg.builtin.checkpoint, [cfg.builtin.video]
         if not Path(checkpoint).is_file():
             raise ValueError(
                 f"the built-in avatar's checkpoint {checkpoint} is missing: pass checkpoint= and "
-                "video=, or make it as assets/live/README.md says"
+                "video= (or avatar=), or make it as assets/live/README.md says"
             )
+    if checkpoint is None or len(sources) != 1:
+        raise ValueError(
+            "checkpoint= goes with one of video= or avatar= (none: the built-in avatar)"
+        )
     model = LiveModel.from_checkpoint(
         checkpoint,
         device=resolve_device(cfg.device),
@@ -53,16 +55,16 @@ def build(cfg: DictConfig):
         feather=cfg.blend.feather,
         color_match=cfg.blend.color_match,
     )
-    videos = {Path(video).stem: Path(video)}
-    if cfg.avatars_dir is not None:
-        for path in sorted(Path(cfg.avatars_dir).glob("*.mp4")):
-            videos[validate_name(path.stem, "avatar id")] = path
+    paths = {Path(sources[0]).stem: Path(sources[0])}
+    if cfg.avatars_dir is not None:  # <id>.mp4 videos and <id>/ avatar folders, by id
+        for path in sorted(Path(cfg.avatars_dir).iterdir()):
+            if path.suffix == ".mp4" or (path / "avatar.json").is_file():
+                paths[validate_name(path.stem, "avatar id")] = path
+    idle = tuple(cfg.idle_range) if cfg.idle_range is not None else None
     avatars = {}
-    for name, path in videos.items():
-        avatar = LiveAvatar.from_video(name, model.generator, path)
-        if cfg.idle_range is not None:
-            avatar.idle_range = (int(cfg.idle_range[0]), int(cfg.idle_range[1]))
-        avatars[name] = avatar
+    for name, path in paths.items():
+        load = LiveAvatar.from_folder if path.is_dir() else LiveAvatar.from_video
+        avatars[name] = load(name, model.generator, path, idle)
     engine = Engine(model, cfg.max_sessions, cfg.silence_dbfs, cfg.max_batch)
     return LiveServer(
         engine,

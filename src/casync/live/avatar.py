@@ -1,8 +1,10 @@
 """A source prepared for live use: its frames, face transforms, the network's reference crop and
 the idle loop (a calm, silent stretch played forward and backward, never a frozen frame).
 
-The source is any object with `SourceVideo`'s attributes (`casync.inference.source`), or a
-`casync.Avatar` once that lands, which adds `idle_range`; without one the whole video loops.
+The source is a `casync.avatar.Avatar` (prepared once by `python -m casync.avatar`: its idle
+loop, stored crops) or any object with `SourceVideo`'s attributes (`casync.inference.source`);
+without an `idle_range` the whole video loops. The idle loop's frames are decoded once and kept:
+every session reads them on every tick, at its own place in the loop.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from casync.face import cut_crop
 from casync.inference.schedule import ping_pong
 from casync.inference.source import choose_reference, prepare_source
 
@@ -21,11 +24,14 @@ class LiveAvatar:
     source: object  # SourceVideo or casync.Avatar: frames, transforms, face_found, fps
     reference: np.ndarray  # (S, S, 3) uint8 reference crop for the network
     idle_range: tuple[int, int]  # [first, end) source frames of the idle loop
+    crop_size: int
+    frames: list[np.ndarray]  # the idle range's frames, decoded once
 
     @classmethod
-    def from_source(cls, name: str, generator, source) -> LiveAvatar:
-        """`generator`: the `LoadedGenerator` the avatar will be rendered with."""
-        lo, hi = getattr(source, "idle_range", (0, source.n_frames))
+    def from_source(cls, name: str, generator, source, idle_range=None) -> LiveAvatar:
+        """`generator`: the `LoadedGenerator` the avatar will be rendered with; `idle_range`
+        replaces the source's own."""
+        lo, hi = idle_range or getattr(source, "idle_range", (0, source.n_frames))
         if not 0 <= lo < hi <= source.n_frames:
             raise ValueError(
                 f"avatar {name}: idle range [{lo}, {hi}) outside its {source.n_frames} frames"
@@ -35,14 +41,23 @@ class LiveAvatar:
                 f"avatar {name}: the source keeps no frames (prepare it with keep_frames=None)"
             )
         reference, _ = choose_reference(generator, source)
-        return cls(name, source, np.asarray(reference), (int(lo), int(hi)))
+        frames = [np.asarray(source.frames[i]) for i in range(lo, hi)]
+        size = generator.crop_size
+        return cls(name, source, np.asarray(reference), (int(lo), int(hi)), size, frames)
 
     @classmethod
-    def from_video(cls, name: str, generator, video) -> LiveAvatar:
+    def from_video(cls, name: str, generator, video, idle_range=None) -> LiveAvatar:
         source = prepare_source(
             video, generator.fps, generator.crop_size, generator.smoothing, keep_frames=None
         )
-        return cls.from_source(name, generator, source)
+        return cls.from_source(name, generator, source, idle_range)
+
+    @classmethod
+    def from_folder(cls, name: str, generator, folder, idle_range=None) -> LiveAvatar:
+        """An avatar folder made by `python -m casync.avatar` for this checkpoint."""
+        from casync.avatar import load_avatar
+
+        return cls.from_source(name, generator, load_avatar(folder, generator), idle_range)
 
     @property
     def fps(self) -> float:
@@ -60,4 +75,11 @@ class LiveAvatar:
         return lo + int(ping_pong(period, hi - lo)[tick % period])
 
     def frame(self, index: int) -> np.ndarray:
-        return self.source.frames[index]
+        """(H, W, 3) uint8 source frame `index` of the idle range (shared: do not modify)."""
+        return self.frames[index - self.idle_range[0]]
+
+    def crop(self, index: int) -> np.ndarray:
+        """The network's (S, S, 3) uint8 crop of source frame `index` (an avatar's stored one)."""
+        if hasattr(self.source, "crops"):
+            return np.asarray(self.source.crops[index])
+        return cut_crop(self.frame(index), self.source.transforms[index], self.crop_size)

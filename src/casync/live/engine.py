@@ -20,7 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from casync.contract import CropGenerator, LoadedGenerator, load_generator
-from casync.face import cut_crop
 from casync.inference.blend import Blender
 from casync.inference.front_end import build_front_end
 from casync.inference.precision import build_generator
@@ -135,9 +134,7 @@ class Engine:
         crops, windows, references = [], [], []
         for session, plan in batch:
             avatar, s = session.avatar, plan.source_index
-            crops.append(
-                cut_crop(avatar.frame(s), avatar.source.transforms[s], self.model.crop_size)
-            )
+            crops.append(avatar.crop(s))
             windows.append(plan.speech.window)
             references.append(avatar.reference)
         generated = self.model.generate(np.stack(crops), np.stack(windows), np.stack(references))
@@ -154,7 +151,7 @@ class Engine:
         if shown is None or not avatar.source.face_found[s]:
             return LiveFrame(plan.tick, image, audio, False, s)
         transform = avatar.source.transforms[s]
-        original = cut_crop(image, transform, self.model.crop_size)
+        original = avatar.crop(s)
         mixed = plan.weight * shown.astype(np.float32) + (1 - plan.weight) * original
         image = self.model.blender(image, mixed, original, transform)
         return LiveFrame(plan.tick, image, audio, True, s)
