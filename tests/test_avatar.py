@@ -182,3 +182,30 @@ def test_the_avatar_command_writes_the_folder_and_reports_the_idle_loop(
     output = capsys.readouterr().out
     assert "avatar ready" in output and "idle loop 1.00-2.52 s: set by the user" in output
     assert load_avatar(tmp_path / "me", generator).idle_range == (25, 63)
+
+
+def test_a_video_is_made_into_its_avatar_once_and_later_runs_start_from_it(job, tmp_path, caplog):
+    """What `casync.infer video=` does with its cache folder (`track_cache_dir`)."""
+    work, clip, _, _, _ = job
+    speech = tmp_path / "speech.wav"
+    soundfile.write(speech, sample_audio(SAMPLE, 5.0)[4 * SR :], SR)
+    synthesizer = Synthesizer.from_checkpoint(
+        work / "m.ckpt", progress=False, track_cache_dir=tmp_path / "cache"
+    )
+    tracked = []
+    original = avatar_module.track_frames
+    avatar_module.track_frames = lambda *a, **k: tracked.append(1) or original(*a, **k)
+    try:
+        first = synthesizer.synthesize(clip, speech, tmp_path / "first.mp4")
+        second = synthesizer.synthesize(clip, speech, tmp_path / "second.mp4")
+    finally:
+        avatar_module.track_frames = original
+    assert len(tracked) == 1 and len(list((tmp_path / "cache" / "avatars").iterdir())) == 1
+    assert second["track_seconds"] < 0.5 < first["track_seconds"]
+    assert (tmp_path / "first.mp4").read_bytes() == (tmp_path / "second.mp4").read_bytes()
+    blocked = tmp_path / "a_file"
+    blocked.write_text("not a folder")
+    synthesizer.track_cache_dir = blocked
+    with caplog.at_level("WARNING", logger="casync"):
+        third = synthesizer.synthesize(clip, speech, tmp_path / "third.mp4")
+    assert third["frames"] == 25 and "tracking for this run only" in caplog.text

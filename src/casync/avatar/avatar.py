@@ -15,6 +15,7 @@ frames.mp4, crops.u8, transforms.npy, face_found.npy, opening.npy.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -92,7 +93,29 @@ def checkpoint_key(generator: LoadedGenerator) -> str:
     """The content hash of the checkpoint file `generator` was read from."""
     if generator.path is None:
         raise AvatarError("an avatar is keyed to a checkpoint file: load the generator from one")
-    return sha256_file(generator.path)
+    stat = Path(generator.path).stat()
+    return _file_key(str(Path(generator.path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _file_key(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file, hashed once per (path, size, mtime): a paper-size checkpoint is 80 MB."""
+    return sha256_file(path)
+
+
+def cached_avatar(video: str | Path, generator: LoadedGenerator, root: str | Path) -> Avatar:
+    """The avatar of `video` for `generator` under `root` (named by both contents), prepared
+    on the first call and loaded on every later one; a stale one is prepared again."""
+    video = Path(video)
+    stat = video.stat()
+    name = f"{_file_key(str(video.resolve()), stat.st_size, stat.st_mtime_ns)[:16]}-"
+    folder = Path(root) / f"{name}{checkpoint_key(generator)[:16]}"
+    if (folder / "avatar.json").is_file():
+        try:
+            return load_avatar(folder, generator)
+        except AvatarError as error:
+            log.warning("%s: preparing it again", error)
+    return prepare_avatar(video, generator, folder)
 
 
 def prepare_avatar(

@@ -1,10 +1,13 @@
-"""Batch synthesis: a source video and a whole driving audio -> one lip-synced MP4 and a summary
-of the run (`Synthesizer.synthesize`). The source is tracked first; its frames then stream from
-one decode when the output is no longer than the video, else are revisited from memory
-(ping-pong), and x264 encodes in a background thread while the next group renders."""
+"""Batch synthesis: a source video (or its `Avatar`) and a whole driving audio -> one lip-synced
+MP4 and a summary of the run (`Synthesizer.synthesize`). A video is made into its avatar once
+(cached under the synthesizer's cache folder) and every later run starts from it; without a
+cache folder it is tracked for this run only. Frames stream in order when the output is no
+longer than the video, else are revisited (ping-pong), and x264 encodes in a background thread
+while the next group renders."""
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,12 +15,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from casync.audio.frontend import SAMPLE_RATE
-from casync.avatar import Avatar
+from casync.avatar import Avatar, cached_avatar
 from casync.inference.frame_store import DEFAULT_RAM_BYTES
 from casync.inference.mp4 import SequentialFrames, driving_audio, encode
 from casync.inference.source import SourceVideo, prepare_source
 from casync.media.video import probe_video
 from casync.media.writer import VideoWriter, check_writable
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from casync.inference.synthesizer import Synthesizer
@@ -38,15 +43,12 @@ def synthesize_mp4(
     n_out = int(round(len(waveform) / SAMPLE_RATE * synth.fps))
     if n_out < 1:
         raise ValueError(f"driving audio {audio}: shorter than one frame at {synth.fps:g} fps")
-    source = video if prepared else prepare_source(
-        video, synth.fps, synth.size, synth.generator.smoothing,
-        keep_frames=frames_to_keep(video, n_out, synth.fps), track_cache_dir=synth.track_cache_dir,
-    )  # fmt: skip
+    source = video if prepared else _source(synth, video, n_out)
     tracked = time.perf_counter()
     try:
         silent, faceless = _write(synth, source, waveform, mux_audio, mux_rate, n_out, output)
     finally:
-        if not prepared:  # an avatar belongs to its caller, who may drive it again
+        if not prepared:  # an avatar passed in belongs to its caller, who may drive it again
             source.close()
     elapsed = time.perf_counter() - started
     return {
@@ -64,6 +66,25 @@ def synthesize_mp4(
         "render_fps": n_out / max(time.perf_counter() - tracked, 1e-9),
         "track_seconds": tracked - started,
     }
+
+
+def _source(synth: Synthesizer, video: str | Path, n_out: int) -> SourceVideo | Avatar:
+    """With a cache folder: the video's avatar, prepared once (`<cache>/avatars/`) and loaded
+    by every later run, so a second run starts at once. Without one, or when the folder cannot
+    be written: the video tracked for this run only, keeping what the output needs."""
+    if synth.track_cache_dir is not None:
+        try:
+            return cached_avatar(video, synth.generator, Path(synth.track_cache_dir) / "avatars")
+        except OSError as error:  # a read-only or full cache folder costs speed, not the run
+            log.warning("avatar cache %s unusable (%s): tracking for this run only",
+                        synth.track_cache_dir, error)  # fmt: skip
+    return prepare_source(
+        video,
+        synth.fps,
+        synth.size,
+        synth.generator.smoothing,
+        keep_frames=frames_to_keep(video, n_out, synth.fps),
+    )
 
 
 def frames_to_keep(video: str | Path, n_out: int, fps: float) -> int:
