@@ -49,9 +49,14 @@ def load_audio(path: str | Path, sample_rate: int, align_to_video: bool = True) 
                     stats.add(channels, source_rate)
                     chunks.append(resampler.resample_chunk(channels.mean(axis=0, dtype=np.float32)))
         except av.FFmpegError as error:
-            raise UnreadableMediaError(
-                path, f"audio decoding failed ({error})", "Re-export the file."
-            ) from error
+            if not stats.samples:  # nothing decodes: not a cut-off file but a broken one
+                raise UnreadableMediaError(
+                    path, f"audio decoding failed ({error})", "Re-export the file."
+                ) from error
+            log.warning(
+                "%s: audio decoding stopped at %.2f s (%s): the file is probably cut off; "
+                "using the sound before it", path, stats.samples / source_rate, error,
+            )  # fmt: skip
         stats.check(path, float_samples=stream.codec_context.name.startswith("pcm_f"))
         chunks.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
         audio = np.concatenate(chunks).astype(np.float32, copy=False)
