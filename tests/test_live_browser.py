@@ -24,7 +24,14 @@ from casync.audio.frontend import SAMPLE_RATE
 from casync.live.avatar import LiveAvatar
 from casync.live.engine import Engine, LiveModel
 from casync.live.server import LiveServer
-from tests.live_support import ServerThread, short_clip, speech, speech_with_pauses, tiny_checkpoint
+from tests.live_support import (
+    REPO,
+    ServerThread,
+    short_clip,
+    speech,
+    speech_with_pauses,
+    tiny_checkpoint,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
@@ -93,6 +100,7 @@ class MouthMeter:
             np.abs(image - s)[~r].mean() for s, r in zip(self.sources, self.regions, strict=True)
         ]
         k = int(np.argmin(rest))  # the source frame under it: the best match off the mouth
+        self.last = k
         return float(np.abs(image - self.sources[k])[self.regions[k]].mean())
 
 
@@ -190,3 +198,59 @@ def test_a_second_page_gets_its_own_session(live, browser):
     second.wait_for_timeout(1000)
     assert set(thread.server.engine.sessions) == {ids[1]}
     second.close(run_before_unload=True)
+
+
+BUILTIN = REPO / "assets" / "live"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The built-in avatar (a model trained on the GRID sample), served to the browser."""
+    model = LiveModel.from_checkpoint(BUILTIN / "grid_s1_mel.ckpt")
+    avatar = LiveAvatar.from_video("builtin", model.generator, BUILTIN / "grid_s1_idle.mp4")
+    thread = ServerThread(LiveServer(Engine(model, max_sessions=2), {"builtin": avatar}))
+    yield thread, model, avatar
+    thread.stop()
+
+
+def test_the_built_in_avatar_opens_its_mouth_when_the_microphone_speaks(trained, browser):
+    """Lip landmarks on the frames the page received: the mouth is open while the WAV speaks
+    and closed in its pauses."""
+    from casync.evaluation.lip_landmarks import LipLandmarkExtractor, mouth_opening
+    from casync.face import cut_crop
+
+    thread, model, avatar = trained
+    page = open_page(browser, f"{thread.url}/?autostart=1")
+    page.evaluate("window.casync.record()")
+    cycle_s = PAUSE_S + len(speech()) / SAMPLE_RATE
+    page.wait_for_timeout(int((PAUSE_S + REPEATS * cycle_s + 1.0) * 1000))
+    page.evaluate("window.casync.stopRecording()")
+    frames = page.evaluate("window.casync.frames")
+    events = page.evaluate("window.casync.events")
+    page.close(run_before_unload=True)
+    assert len(frames) >= 100, f"only {len(frames)} frames arrived"
+    images = decode(frames)
+    meter = MouthMeter(model, avatar)
+    lo = avatar.idle_range[0]
+    crops = []
+    for image in images:  # the crop of the source frame under each received frame
+        meter(image)
+        index = lo + meter.last
+        crops.append(cut_crop(image, avatar.source.transforms[index], model.crop_size))
+    with LipLandmarkExtractor() as extractor:
+        opening = mouth_opening(extractor(np.stack(crops)).points)
+    times = np.array([f["at"] for f in frames])
+    starts = [e["at"] for e in events if e["type"] == "speech_started"]
+    ends = [e["at"] for e in events if e["type"] == "speech_ended"]
+    speaking = np.zeros(len(frames), bool)
+    for start in starts:
+        end = min([e for e in ends if e > start], default=np.inf)
+        speaking |= (times >= start + 200) & (times <= end - 400)  # well inside the speech
+    quiet = np.ones(len(frames), bool)
+    for start in starts:
+        end = min([e for e in ends if e > start], default=np.inf)
+        quiet &= (times < start - 200) | (times > end + 600)
+    assert speaking.sum() >= 15 and quiet.sum() >= 15, (speaking.sum(), quiet.sum(), events)
+    talk, rest = np.nanpercentile(opening[speaking], 75), np.nanmedian(opening[quiet])
+    print(f"mouth opening: {talk:.3f} speaking (p75), {rest:.3f} in the pauses (median)")
+    assert talk > rest + 0.05, f"opening while speaking {talk:.3f}, in the pauses {rest:.3f}"

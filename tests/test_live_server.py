@@ -17,7 +17,7 @@ from casync.live.avatar import LiveAvatar
 from casync.live.client import LiveClient, ServerFull
 from casync.live.engine import Engine, LiveModel
 from casync.live.server import LiveServer, check_exposure
-from tests.live_support import ServerThread, short_clip, speech, tiny_checkpoint
+from tests.live_support import REPO, ServerThread, short_clip, speech, tiny_checkpoint
 
 MAX_SESSIONS = 2
 
@@ -214,3 +214,15 @@ def test_metrics_and_tokens(live, monkeypatch):
                 live.server.token = None
 
     asyncio.run(scenario())
+
+
+def test_the_command_builds_the_built_in_avatar_and_refuses_an_open_host(compose):
+    from casync.live.__main__ import build
+
+    with pytest.raises(ValueError, match="token="):
+        build(compose("live", ["host=0.0.0.0"]))
+    with pytest.raises(ValueError, match="checkpoint= goes with one of video= or avatar="):
+        build(compose("live", ["checkpoint=x.ckpt"]))
+    server = build(compose("live", ["paths.root_dir=" + str(REPO)]))
+    assert list(server.avatars) == ["grid_s1_idle"]
+    assert server.avatars["grid_s1_idle"].idle_range == (0, 43)
