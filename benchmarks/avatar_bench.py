@@ -63,10 +63,16 @@ def looped_source(path: Path, seconds: float) -> Path:
 
 def first_frame_seconds(synthesizer, source_of, speech: np.ndarray) -> float:
     """Seconds from calling `source_of()` to the first generated frame of `speech`."""
+    from casync.inference.mp4 import SequentialFrames
+
     started = time.perf_counter()
     source = source_of()
-    next(iter(synthesizer.render([speech], source, loops=True)))
-    return time.perf_counter() - started
+    frames = SequentialFrames(source.iter_frames(75))  # as synthesis reads a source in order
+    next(iter(synthesizer.render([speech], source, frames.get, loops=False)))
+    elapsed = time.perf_counter() - started
+    frames.close()
+    source.close()
+    return elapsed
 
 
 def prepare_cost(video: Path, checkpoint: Path, folder: Path) -> tuple[float, float, float]:

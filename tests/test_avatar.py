@@ -126,6 +126,12 @@ def test_a_stale_avatar_is_refused_with_a_message(job, tmp_path):
     (copy / "avatar.json").write_text(json.dumps({**meta, "format": 0}))
     with pytest.raises(AvatarError, match="has format 0; this CASync reads format 1"):
         load_avatar(copy, generator)
+    for name in ("crops.u8", "frames.mp4"):
+        (copy / name).symlink_to(avatar.folder / name)
+    for change in ({"n_frames": 10**9}, {"n_frames": "many"}, {"idle": {"start": 5, "stop": 2}}):
+        (copy / "avatar.json").write_text(json.dumps({**meta, **change}))
+        with pytest.raises(AvatarError, match="its files are not a CASync avatar's"):
+            load_avatar(copy, generator)
     edited = Path(tmp_path / "edited.mp4")
     edited.write_bytes(clip.read_bytes())
     source = {**meta["source"], "path": str(edited)}

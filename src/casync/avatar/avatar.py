@@ -240,22 +240,38 @@ def _swap_in(work: Path, folder: Path) -> None:
 def load_avatar(folder: str | Path, generator: LoadedGenerator) -> Avatar:
     """The avatar in `folder`, checked against `generator`'s checkpoint and its own source;
     AvatarError (naming both files) when it was prepared for another checkpoint, by another
-    format, or from a source that has since been edited."""
+    format, or from a source that has since been edited, or when its files do not agree."""
     meta = read_meta(folder)
-    check_fresh(folder, meta, generator)
-    folder = Path(folder)
+    try:
+        check_fresh(folder, meta, generator)
+        return _opened(Path(folder), meta)
+    except (KeyError, TypeError, ValueError, OSError) as error:
+        if isinstance(error, AvatarError):
+            raise
+        raise AvatarError(
+            f"avatar '{folder}': its files are not a CASync avatar's ({type(error).__name__}: "
+            f"{error}): prepare it again with python -m casync.avatar"
+        ) from None
+
+
+def _opened(folder: Path, meta: dict) -> Avatar:
+    """The avatar of a checked `avatar.json`: its arrays must agree with it."""
     n, size = int(meta["n_frames"]), int(meta["crop_size"])
-    arrays = {name: np.load(folder / f"{name}.npy") for name in ARRAYS}
-    crops = read_crops(folder / "crops.u8", n, size)
-    reference = int(meta["reference_frame"])
+    arrays = {name: np.load(folder / f"{name}.npy") for name in ARRAYS}  # no pickles
     idle = meta["idle"]
+    start, stop, reference = int(idle["start"]), int(idle["stop"]), int(meta["reference_frame"])
+    in_range = 0 <= start < stop <= n and 0 <= reference < n
+    if any(len(a) != n for a in arrays.values()) or not in_range:
+        raise ValueError(f"avatar.json says {n} frames; its arrays, idle loop or reference do not")
+    crops = read_crops(folder / "crops.u8", n, size)
     return Avatar(
-        folder=folder, path=Path(meta["source"]["path"]), fps=float(meta["fps"]), crop_size=size,
-        frame_size=tuple(meta["frame_size"]), transforms=arrays["transforms"],
-        face_found=arrays["face_found"], sha256=meta["source"]["sha256"],
-        reference_crop=np.array(crops[reference]), reference_frame=reference,
-        display_matrix=tuple(meta["display_matrix"]) if meta["display_matrix"] else None,
-        idle=IdleLoop(int(idle["start"]), int(idle["stop"]), float(idle["fps"]), idle["reason"]),
+        folder=folder, path=Path(str(meta["source"]["path"])), fps=float(meta["fps"]),
+        crop_size=size, frame_size=tuple(int(v) for v in meta["frame_size"]),
+        transforms=arrays["transforms"], face_found=arrays["face_found"].astype(bool),
+        sha256=str(meta["source"]["sha256"]), reference_crop=np.array(crops[reference]),
+        reference_frame=reference,
+        display_matrix=tuple(int(v) for v in meta["display_matrix"]) if meta["display_matrix"] else None,
+        idle=IdleLoop(start, stop, float(idle["fps"]), str(idle["reason"])),
         frames=FrameReader(folder / "frames.mp4", n), crops=crops, meta=meta,
     )  # fmt: skip
 
