@@ -226,3 +226,20 @@ def test_the_command_builds_the_built_in_avatar_and_refuses_an_open_host(compose
     server = build(compose("live", ["paths.root_dir=" + str(REPO)]))
     assert list(server.avatars) == ["grid_s1_idle"]
     assert server.avatars["grid_s1_idle"].idle_range == (0, 43)
+
+
+def test_connect_and_disconnect_many_times_memory_stays_flat(live):
+    from casync.live.metrics import rss_bytes
+
+    async def cycles(n: int) -> None:
+        for _ in range(n):
+            async with LiveClient(live.url, keep_images=False) as client:
+                await client.wait_frames(2)
+        await wait_until(lambda: sessions(live) == 0)
+
+    asyncio.run(cycles(5))  # warm-up: codecs, pools
+    before = rss_bytes()
+    asyncio.run(cycles(20))
+    grown = (rss_bytes() - before) / 2**20
+    assert grown < 50, f"RSS grew {grown:.1f} MB over 20 sessions"
+    assert live.server.connections == {} and live.server.engine.sessions == {}
