@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from casync.face import cut_crop
+from casync.inference.face_cache import FaceFeatureCache, source_key
 from casync.inference.schedule import ping_pong
 from casync.inference.source import choose_reference, prepare_source
 
@@ -26,11 +27,14 @@ class LiveAvatar:
     idle_range: tuple[int, int]  # [first, end) source frames of the idle loop
     crop_size: int
     frames: list[np.ndarray]  # the idle range's frames, decoded once
+    face_cache: FaceFeatureCache  # the face encoder's output per source frame (the loop repeats)
 
     @classmethod
-    def from_source(cls, name: str, generator, source, idle_range=None) -> LiveAvatar:
+    def from_source(
+        cls, name: str, generator, source, idle_range=None, face_cache_mb: float = 256
+    ) -> LiveAvatar:
         """`generator`: the `LoadedGenerator` the avatar will be rendered with; `idle_range`
-        replaces the source's own."""
+        replaces the source's own; `face_cache_mb` bounds the kept face features (0: off)."""
         lo, hi = idle_range or getattr(source, "idle_range", (0, source.n_frames))
         if not 0 <= lo < hi <= source.n_frames:
             raise ValueError(
@@ -42,8 +46,10 @@ class LiveAvatar:
             )
         reference, _ = choose_reference(generator, source)
         frames = [np.asarray(source.frames[i]) for i in range(lo, hi)]
-        size = generator.crop_size
-        return cls(name, source, np.asarray(reference), (int(lo), int(hi)), size, frames)
+        reference = np.asarray(reference)
+        cache = FaceFeatureCache(face_cache_mb)
+        cache.bind(source_key(source.sha256, np.asarray(source.transforms), reference))
+        return cls(name, source, reference, (int(lo), int(hi)), generator.crop_size, frames, cache)
 
     @classmethod
     def from_video(cls, name: str, generator, video, idle_range=None) -> LiveAvatar:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import torch
 
 from casync.contract import CropGenerator, LoadedGenerator, load_generator
 from casync.inference.blend import Blender
@@ -57,10 +58,30 @@ class LiveModel:
     def from_checkpoint(cls, path, **options) -> LiveModel:
         return cls(load_generator(path, map_location="cpu"), **options)
 
-    def generate(self, crops: np.ndarray, windows: np.ndarray, references: np.ndarray):
-        """(N, S, S, 3) uint8 crops, (N, W, D) windows, (N, S, S, 3) references -> (N, S, S, 3)
-        uint8 generated crops, in one batch."""
-        return self.crops(crops, self.mask, windows, references)
+    def generate(self, items: list[tuple[LiveAvatar, int, np.ndarray]]) -> list[np.ndarray]:
+        """(avatar, source frame, (W, D) audio window) per talking session -> (S, S, 3) uint8
+        generated crops. Face features come from each avatar's cache (its idle loop repeats,
+        so after one period only the decoder runs); all are decoded in one batch."""
+        groups: dict[int, list[int]] = {}
+        for k, (avatar, _, _) in enumerate(items):
+            groups.setdefault(id(avatar), []).append(k)
+        order, parts = [], []
+        for members in groups.values():
+            avatar = items[members[0]][0]
+            frames = [items[k][1] for k in members]
+
+            def encode(missing: list[int], avatar=avatar, frames=frames) -> list[torch.Tensor]:
+                crops = np.stack([avatar.crop(frames[i]) for i in missing])
+                return self.crops.encode(crops, self.mask, avatar.reference[None])
+
+            parts.append(avatar.face_cache.features(frames, encode))
+            order += members
+        features = [torch.cat(level) for level in zip(*parts, strict=True)]
+        generated = self.crops.decode(features, np.stack([items[k][2] for k in order]))
+        crops: list[np.ndarray] = [None] * len(items)
+        for row, k in enumerate(order):
+            crops[k] = generated[row]
+        return crops
 
 
 class Engine:
@@ -131,13 +152,8 @@ class Engine:
         self.metrics.tick(self.clock() - started, len(plans), len(talking))
 
     def _generate(self, batch: list[tuple[Session, TickPlan]]) -> dict[int, np.ndarray]:
-        crops, windows, references = [], [], []
-        for session, plan in batch:
-            avatar, s = session.avatar, plan.source_index
-            crops.append(avatar.crop(s))
-            windows.append(plan.speech.window)
-            references.append(avatar.reference)
-        generated = self.model.generate(np.stack(crops), np.stack(windows), np.stack(references))
+        items = [(s.avatar, p.source_index, p.speech.window) for s, p in batch]
+        generated = self.model.generate(items)
         now = self.clock()
         for _, plan in batch:
             self.metrics.latency((now - plan.speech.arrived) * 1000)

@@ -189,8 +189,12 @@ class LiveServer:
                 await connection.close(f"peer connection {pc.connectionState}")
 
         connection.spawn(self._expire(connection))
-        await pc.setRemoteDescription(description)
-        await pc.setLocalDescription(await pc.createAnswer())
+        try:
+            await pc.setRemoteDescription(description)
+            await pc.setLocalDescription(await pc.createAnswer())
+        except ValueError as error:  # an SDP aiortc cannot answer
+            await connection.close("bad offer")
+            raise web.HTTPBadRequest(text=f"bad offer: {error}") from None
         answer = pc.localDescription
         return web.json_response({"sdp": answer.sdp, "type": answer.type, "session": session.id})
 
