@@ -17,7 +17,12 @@ from dataclasses import dataclass
 
 import aiohttp
 import numpy as np
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamError
 
 from casync.audio.frontend import SAMPLE_RATE
@@ -76,7 +81,7 @@ class LiveClient:
     # -- connecting ------------------------------------------------------------------------------
     async def connect(self) -> None:
         self._http = aiohttp.ClientSession(headers=self.headers)
-        self._pc = pc = RTCPeerConnection()
+        self._pc = pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no public STUN
         pc.addTransceiver("video", direction="recvonly")
         if self.microphone is not None:
             pc.addTrack(self.microphone)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 from aiohttp import WSMsgType, web
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
 from casync.audio.frontend import SAMPLE_RATE
 from casync.data.cache import validate_name
@@ -50,6 +50,15 @@ def check_exposure(host: str, token: str | None) -> None:
             f"host={host} exposes the server beyond this machine: set token=SECRET too "
             "(clients send it as 'Authorization: Bearer SECRET' or ?token=SECRET)"
         )
+
+
+def without_mdns_candidates(sdp: str) -> str:
+    """Drop the offer's `<uuid>.local` candidates (browsers hide local addresses behind mDNS
+    names): resolving one costs aioice a 1 s timeout where mDNS does not answer, and the
+    browser's checks reach the server's own candidates anyway (peer-reflexive)."""
+    lines = sdp.splitlines()
+    kept = [line for line in lines if not (line.startswith("a=candidate:") and ".local " in line)]
+    return "\r\n".join(kept) + "\r\n"
 
 
 class Connection:
@@ -104,7 +113,10 @@ class LiveServer:
         max_message_bytes: int = 1 << 20,
         max_upload_bytes: int = 16 << 20,
         connect_timeout_s: float = 15.0,
+        ice_servers: tuple[str, ...] = (),
     ) -> None:
+        """`ice_servers`: STUN/TURN URLs for viewers behind NAT; none by default (aiortc's own
+        default asks a public STUN server, which offline costs ~1 s per session)."""
         if not avatars:
             raise ValueError("no avatar to serve")
         self.engine = engine
@@ -114,6 +126,7 @@ class LiveServer:
         self.max_message_bytes = max_message_bytes
         self.max_upload_bytes = max_upload_bytes
         self.connect_timeout_s = connect_timeout_s
+        self.ice = RTCConfiguration(iceServers=[RTCIceServer(urls=url) for url in ice_servers])
         self.connections: dict[str, Connection] = {}
         self._stop = asyncio.Event()
 
@@ -161,7 +174,8 @@ class LiveServer:
     async def offer(self, request: web.Request) -> web.Response:
         try:
             params = await request.json()
-            description = RTCSessionDescription(sdp=str(params["sdp"]), type=str(params["type"]))
+            sdp = without_mdns_candidates(str(params["sdp"]))
+            description = RTCSessionDescription(sdp=sdp, type=str(params["type"]))
             avatar = self._avatar(params.get("avatar"))
         except (ValueError, KeyError, TypeError) as error:
             raise web.HTTPBadRequest(text=f"bad offer: {error}") from None
@@ -173,7 +187,7 @@ class LiveServer:
         except SessionsFull as error:
             return web.json_response({"error": str(error), "reason": "max_sessions"}, status=503)
         connection.session = session
-        connection.pc = pc = RTCPeerConnection()
+        connection.pc = pc = RTCPeerConnection(self.ice)
         self.connections[session.id] = connection
         pc.addTrack(AvatarVideoTrack(output))
         pc.addTrack(AvatarAudioTrack(output))
