@@ -88,6 +88,8 @@ bench: install  ## Speed and memory benchmarks (ratios to baselines run alongsid
 	$(BIN)/python -m casync.preprocess speaker=aoc audio=mel paths.cache_dir=data/bench_cache
 	$(BIN)/python -m benchmarks.train_bench --cache-dir data/bench_cache --speaker aoc
 	$(BIN)/python -m benchmarks.inference_bench
+	$(BIN)/python -m benchmarks.memory_bench
+	$(BIN)/python -m benchmarks.avatar_bench
 
 demo: install  ## The whole product on the sample clip (VIDEO=... AUDIO=... for other media)
 	$(BIN)/python -m casync.demo
