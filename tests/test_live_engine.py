@@ -244,3 +244,18 @@ def test_a_full_engine_says_so_and_a_closed_session_frees_its_place(model_and_av
     engine.close(session.id)
     assert engine.sessions == {} and session.closed and session.queued_s() == 0
     engine.open(model_and_avatar[1], print, print)
+
+
+def test_a_microphone_that_never_stops_keeps_the_session_small(model_and_avatar):
+    clock = FakeClock()
+    engine, session, _, _ = open_session(model_and_avatar, clock)
+    noise = (np.random.default_rng(0).standard_normal(320) * 0.05).astype(np.float32)
+
+    def feed():  # room noise above the silence threshold: one utterance that never ends
+        session.push_audio(noise, gate=True)
+        session.push_audio(noise, gate=True)
+
+    run(engine, 300, clock, feed)
+    (utterance,) = session._queue
+    assert len(utterance._pushes) < 20 and len(utterance._pcm) < 16_000
+    assert len(utterance.features._audio) < 3 * SAMPLE_RATE

@@ -80,7 +80,9 @@ class Utterance:
         self._pcm = self._pcm[b - a :]
         self._played = b
         last = min(b, self.features.n_samples)
-        arrived = self._times[min(bisect.bisect_left(self._pushes, last), len(self._times) - 1)]
+        push = min(bisect.bisect_left(self._pushes, last), len(self._times) - 1)
+        arrived = self._times[push]
+        del self._pushes[:push], self._times[:push]  # a microphone pushes forever: keep it flat
         self.next += 1
         return SpeechFrame(j, windows[0], bool(silent[0]), audio, arrived)
 
