@@ -43,9 +43,7 @@ class FrameWriter:
         self.count = 0
 
     def write(self, frame: np.ndarray) -> None:
-        # A private copy: PyAV encoding the very array the face mesh was handed (mp.Image)
-        # kept every frame alive (measured: +6 MB per 1080p frame, 9.6 GB for 60 s).
-        video_frame = av.VideoFrame.from_ndarray(np.array(frame, order="C"), format="rgb24")
+        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
         video_frame.pts = self.count
         video_frame.time_base = self.time_base
         self.container.mux(self.stream.encode(video_frame))

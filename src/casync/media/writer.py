@@ -126,9 +126,7 @@ class VideoWriter:
             self._audio_stream.bit_rate = audio_bitrate
 
     def write(self, frame: np.ndarray) -> None:
-        # A private copy: PyAV encoding an array the face mesh was handed kept it alive
-        # (`casync.avatar.frames.FrameWriter`; a frame without a face is passed through as is).
-        frame = np.array(frame[: self.height, : self.width], order="C")
+        frame = np.ascontiguousarray(frame[: self.height, : self.width])
         video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
         video_frame.pts = self.frames_written
         video_frame.time_base = 1 / self.fps
