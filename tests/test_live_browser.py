@@ -121,10 +121,9 @@ def open_page(browser, url: str):
     return page
 
 
-def test_the_mouth_moves_while_the_microphone_speaks_and_rests_in_its_pauses(live, browser):
-    thread, model, avatar, _ = live
-    page = open_page(browser, f"{thread.url}/?autostart=1")
-    assert page.evaluate("document.getElementById('avatar').muted")  # the mic must not hear it
+def record_the_microphone_wav(page) -> tuple[list[dict], list[dict]]:
+    """(frames, events) the page received while the fake microphone played its whole WAV;
+    the page is closed after. Fails unless frames actually arrived."""
     page.evaluate("window.casync.record()")
     cycle_s = PAUSE_S + len(speech()) / SAMPLE_RATE
     page.wait_for_timeout(int((PAUSE_S + REPEATS * cycle_s + 1.0) * 1000))
@@ -133,6 +132,14 @@ def test_the_mouth_moves_while_the_microphone_speaks_and_rests_in_its_pauses(liv
     events = page.evaluate("window.casync.events")
     page.close(run_before_unload=True)
     assert len(frames) >= 100, f"only {len(frames)} frames arrived"
+    return frames, events
+
+
+def test_the_mouth_moves_while_the_microphone_speaks_and_rests_in_its_pauses(live, browser):
+    thread, model, avatar, _ = live
+    page = open_page(browser, f"{thread.url}/?autostart=1")
+    assert page.evaluate("document.getElementById('avatar').muted")  # the mic must not hear it
+    frames, events = record_the_microphone_wav(page)
     meter = MouthMeter(model, avatar)
     levels = np.array([meter(image) for image in decode(frames)])
     times = np.array([f["at"] for f in frames])
@@ -223,14 +230,7 @@ def test_the_built_in_avatar_opens_its_mouth_when_the_microphone_speaks(trained,
 
     thread, model, avatar = trained
     page = open_page(browser, f"{thread.url}/?autostart=1")
-    page.evaluate("window.casync.record()")
-    cycle_s = PAUSE_S + len(speech()) / SAMPLE_RATE
-    page.wait_for_timeout(int((PAUSE_S + REPEATS * cycle_s + 1.0) * 1000))
-    page.evaluate("window.casync.stopRecording()")
-    frames = page.evaluate("window.casync.frames")
-    events = page.evaluate("window.casync.events")
-    page.close(run_before_unload=True)
-    assert len(frames) >= 100, f"only {len(frames)} frames arrived"
+    frames, events = record_the_microphone_wav(page)
     images = decode(frames)
     meter = MouthMeter(model, avatar)
     lo = avatar.idle_range[0]

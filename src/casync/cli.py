@@ -56,6 +56,9 @@ def command(hydra_main: Callable[[], object], hints: Mapping[str, str] | None = 
 
     @functools.wraps(hydra_main)
     def main() -> object:
+        from casync.runtime import return_freed_frames_to_the_system
+
+        return_freed_frames_to_the_system()
         previous = os.environ.get("HYDRA_FULL_ERROR")
         os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing its trace
         try:
