@@ -24,10 +24,7 @@ PRESET = "veryfast"
 
 
 class FrameWriter:
-    """Append RGB frames to `path` (H.264, yuv444p so colour edges stay sharp). x264 runs in the
-    caller's thread (`threads=1`): with its own frame threads, on a busy 2-core machine it queued
-    frames faster than it encoded them (a 12 s 1080p source peaked at 3.1 GB, 1.3 GB with one
-    thread; decoding and the face mesh already use the other core)."""
+    """Append RGB frames to `path` (H.264, yuv444p so colour edges stay sharp)."""
 
     def __init__(self, path: Path, fps: float, width: int, height: int) -> None:
         self.container = av.open(str(path), "w")
@@ -38,7 +35,7 @@ class FrameWriter:
         self.time_base = self.stream.time_base = 1 / rate  # the muxer may change the stream's
         self.stream.options = {
             "crf": str(CRF), "preset": PRESET, "g": str(GOP), "keyint_min": str(GOP),
-            "sc_threshold": "0", "bf": "0", "threads": "1",
+            "sc_threshold": "0", "bf": "0",
         }  # fmt: skip
         self.count = 0
 
