@@ -115,3 +115,26 @@ def test_missing_or_stale_cache_says_how_to_fix_it(s1_cache, tmp_path):
         open_cache(tmp_path, "old")
     with pytest.raises(ValueError, match="invalid speaker name"):
         open_cache(tmp_path, "../old")
+
+
+def test_three_way_split_separates_validation_from_a_test_range(s1_cache):
+    from casync.data.split import split_three
+
+    assert split_three(200, 0.25, 0.2, gap=10) == (range(0, 90), range(100, 150), range(160, 200))
+    assert split_three(200, 0.0, 0.2, gap=10) == (range(0, 150), range(150, 150), range(160, 200))
+    assert split_three(200, 0.25, 0.0, gap=10) == (
+        *split_ranges(200, 0.25, gap=10),
+        range(200, 200),
+    )
+    with pytest.raises(ValueError, match="val_fraction \\+ test_fraction < 1"):
+        split_three(100, 0.5, 0.5, 5)
+    root, speaker = s1_cache
+    dm = CASyncDataModule(str(root), [speaker], num_workers=0, val_fraction=0.25, test_fraction=0.2)
+    dm.setup("fit")
+    assert dm.train_set.ranges == [range(0, 90)] and dm.val_set.ranges == [range(100, 150)]
+    assert dm.test_set.ranges == [range(160, 200)]
+    served = {int(f) for f in dm.train_set.index[:, 1]} | {int(f) for f in dm.val_set.index[:, 1]}
+    assert max(served) < 150  # training and validation never serve a test frame
+    plain = CASyncDataModule(str(root), [speaker], num_workers=0)
+    plain.setup("fit")
+    assert plain.test_set is None

@@ -312,3 +312,32 @@ def test_evaluate_scores_the_frames_the_datamodule_validates_on(
     np.testing.assert_array_equal(held.frames()[held.has_face()], data.val_set.index)
     still = np.stack([s.crops[f] for s, f in zip(sources, data.closed_mouth_frames(), strict=True)])
     np.testing.assert_array_equal(held.closed_mouth_crops(), still)
+
+
+def test_report_says_which_range_selected_and_which_reports(s1_cache, tiny_checkpoint, tmp_path):
+    """A run that held out a test range is scored there by default; the report says validation
+    selected and test reports, and gives the selection objective. Without a test range, asking
+    for one names the keys to change."""
+    root, speaker = s1_cache
+    saved = torch.load(tiny_checkpoint, weights_only=True)
+    saved["datamodule_hyper_parameters"] = {"val_fraction": 0.25, "test_fraction": 0.2, "gap": 10}
+    with_test = tmp_path / "with_test.ckpt"
+    torch.save(saved, with_test)
+    results = evaluate(
+        eval_config(root, speaker, with_test, tmp_path / "out", "evaluate.shifts_s=[0.2]")
+    )
+    assert results["held_out"]["split"] == "test"
+    assert results["held_out"]["ranges_s"] == [["grid_s1_8s", 6.4, 8.0]]  # frames 160-199
+    assert results["selection"] == {
+        "selected_on": "val",
+        "reported_on": "test",
+        "test_fraction": 0.2,
+    }
+    assert set(results["sync"]) >= {"objective", "lmd_ratio", "opening_corr", "sharpness"}
+    markdown = (tmp_path / "out" / "metrics.md").read_text()
+    assert "selected on the validation range; these scores are on the test range" in markdown
+    assert "Lip-sync objective" in markdown
+    with pytest.raises(ValueError, match="evaluate.split=test.*data.test_fraction=0"):
+        evaluate(
+            eval_config(root, speaker, tiny_checkpoint, tmp_path / "o2", "evaluate.split=test")
+        )

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from casync.data.cache import SourceCache, SpeakerCache, open_cache
 from casync.data.dataset import CacheDataset
 from casync.data.reference import closed_mouth_frame
-from casync.data.split import split_ranges
+from casync.data.split import split_three
 
 REFERENCE_MODES = ("closed_mouth", "random")
 
@@ -69,8 +69,11 @@ class EpochSeededSampler(DistributedSampler):
 class CASyncDataModule(L.LightningDataModule):
     """Speakers' caches -> train/val DataLoaders of dict batches (see docs/DESIGN.md).
 
-    Split per source by time: validation is the last `val_fraction` of each source, training the
-    rest minus `gap` frames (default: the audio window). Under DDP Lightning shards the loaders."""
+    Split per source by time (`casync.data.split`): test is the last `test_fraction` of each
+    source, validation the `val_fraction` before it, training the rest; `gap` frames (default: the
+    audio window) separate them. Validation selects checkpoints and sweep trials; the test range
+    is never trained or validated on (`casync.evaluate` reports on it). Under DDP Lightning
+    shards the loaders."""
 
     def __init__(
         self,
@@ -79,6 +82,7 @@ class CASyncDataModule(L.LightningDataModule):
         batch_size: int = 16,
         num_workers: int = 2,
         val_fraction: float = 0.25,
+        test_fraction: float = 0.0,
         use_reference: bool = True,
         augment: bool = True,
         gap: int | None = None,
@@ -95,6 +99,7 @@ class CASyncDataModule(L.LightningDataModule):
         self._caches: list[SpeakerCache] | None = None  # opened on first use, not at instantiate
         self.train_set: CacheDataset | None = None
         self.val_set: CacheDataset | None = None
+        self.test_set: CacheDataset | None = None  # None without a test range
         self._resume_at: dict | None = None  # from a checkpoint's state_dict(), used once
 
     @property
@@ -127,9 +132,16 @@ class CASyncDataModule(L.LightningDataModule):
         return [source for cache in self.caches for source in cache.sources]
 
     def split(self) -> tuple[list[range], list[range]]:
+        """-> (train ranges, validation ranges), one per source."""
+        train, val, _ = self.split_three()
+        return train, val
+
+    def split_three(self) -> tuple[list[range], list[range], list[range]]:
+        """-> (train, validation, test) ranges, one of each per source."""
         gap = self.hparams.gap if self.hparams.gap is not None else self.audio_meta["window"]
-        pairs = [split_ranges(s.n_frames, self.hparams.val_fraction, gap) for s in self.sources]
-        return [train for train, _ in pairs], [val for _, val in pairs]
+        fractions = (self.hparams.val_fraction, self.hparams.test_fraction)
+        ranges = [split_three(s.n_frames, *fractions, gap) for s in self.sources]
+        return tuple([r[i] for r in ranges] for i in range(3))
 
     def closed_mouth_frames(self) -> list[int]:
         """Per source, its training range's closed-mouth frame: the reference inference uses."""
@@ -137,7 +149,7 @@ class CASyncDataModule(L.LightningDataModule):
         return [closed_mouth_frame(s, r) for s, r in zip(self.sources, train, strict=True)]
 
     def setup(self, stage: str | None = None) -> None:
-        train, val = self.split()
+        train, val, test = self.split_three()
         gap = round(self.hparams.reference_min_gap_s * self.fps)
         fixed = None
         if self.hparams.use_reference and self.hparams.reference == "closed_mouth":
@@ -151,6 +163,8 @@ class CASyncDataModule(L.LightningDataModule):
             self.sources, train, augment=self.hparams.augment, random_reference=True, **common
         )
         self.val_set = CacheDataset(self.sources, val, augment=False, **common)
+        if any(len(frames) for frames in test):
+            self.test_set = CacheDataset(self.sources, test, augment=False, **common)
 
     def _current_epoch(self) -> int:
         return self.trainer.current_epoch if self.trainer is not None else 0

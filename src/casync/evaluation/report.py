@@ -6,6 +6,7 @@
     shift_check_all_frames: the same on every held-out frame (optional)
     lpips_label:  LPIPSMetric.label, or None when LPIPS was not computed
     lse_message:  why LSE-C/LSE-D are missing, or None
+    sync:         `lipsync.sync_summary` (the selection objective and its parts), optional
     notes:        extra lines for the markdown
 Other keys are kept in the JSON only. NaN and inf become null (strict JSON).
 """
@@ -130,6 +131,16 @@ def markdown_report(results: dict) -> str:
         "",
         metrics_table(results["methods"], results.get("lpips_label")),
     ]
+    if results.get("sync"):
+        sync = results["sync"]
+        parts += [
+            "",
+            f"Lip-sync objective (what checkpoints and sweeps select by; lower is better, 0 = the "
+            f"real lips): **{format_value('', sync['objective'])}** = LMD "
+            f"{format_value('', sync['lmd_ratio'])}x the still mouth's + the opening-correlation "
+            f"and sharpness guards (corr {format_value('', sync['opening_corr'])}, sharpness "
+            f"{format_value('', sync['sharpness'])}; casync.evaluation.lipsync).",
+        ]
     notes = list(results.get("notes", []))
     if results.get("lpips_label") == RANDOM_BACKBONE_LABEL:
         notes.append(

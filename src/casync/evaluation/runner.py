@@ -12,6 +12,8 @@ mask, so every method is scored on the same pixels outside the mask (the real on
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -25,20 +27,45 @@ from casync.face import transform_points
 from casync.media.audio import SILENCE_DBFS
 from casync.model import CASyncNet
 
+SPLITS = ("val", "test")
+
 
 class HeldOut:
-    """The validation frames of a `CASyncDataModule` (one speaker's), concatenated in source
-    order: a reader over the DataModule's split, which it never re-derives."""
+    """The validation (or test) frames of a `CASyncDataModule`, concatenated in source order: a
+    reader over the DataModule's split, which it never re-derives. `val` names the held-out
+    ranges scored, whichever split they are."""
 
-    def __init__(self, data: CASyncDataModule) -> None:
+    def __init__(self, data: CASyncDataModule, split: str = "val") -> None:
+        if split not in SPLITS:
+            raise ValueError(f"split={split!r}: choose one of {SPLITS}")
         if data.val_set is None:
             data.setup("validate")
-        self.sources: list[SourceCache] = data.val_set.sources
-        self.val: list[range] = data.val_set.ranges
+        scored = data.val_set if split == "val" else data.test_set
+        if scored is None:
+            raise ValueError(
+                "no test range: the run held none out (data.test_fraction=0); score its "
+                "validation range (evaluate.split=val) or train with data.test_fraction > 0"
+            )
+        self.split = split
+        self.sources: list[SourceCache] = scored.sources
+        self.val: list[range] = scored.ranges
         self.train: list[range] = data.train_set.ranges
         self.fps = data.fps
         self.closed_mouth = data.closed_mouth_frames()  # the reference each source trains with
-        self.validated = data.val_set.index  # (M, 2) (source, frame): those with a face
+        self.validated = scored.index  # (M, 2) (source, frame): those with a face
+
+    def limit(self, max_frames: int) -> HeldOut:
+        """A copy scoring at most `max_frames` frames: the start of each source's range, each
+        source keeping its share (contiguous: the sync check and correlations need time order)."""
+        total = len(self)
+        if max_frames <= 0:
+            raise ValueError(f"max_frames must be > 0, got {max_frames}")
+        if total <= max_frames:
+            return self
+        limited = copy.copy(self)
+        shares = [len(r) * max_frames // total for r in self.val]
+        limited.val = [range(r.start, r.start + n) for r, n in zip(self.val, shares, strict=True)]
+        return limited
 
     def __len__(self) -> int:
         return sum(len(frames) for frames in self.val)
@@ -131,14 +158,22 @@ class HeldOut:
         return [(s, f.start / self.fps, f.stop / self.fps) for s, f in self._pairs()]
 
 
-def held_out_range(cache: SpeakerCache, val_fraction: float, gap: int | None = None) -> HeldOut:
-    """The frames a run on `cache` with `data.val_fraction=val_fraction` and `data.gap=gap`
-    validated on: the validation split of the `CASyncDataModule` it trained with (the gap
-    decides its training ranges, where the closed-mouth reference comes from)."""
+def held_out_range(
+    cache: SpeakerCache,
+    val_fraction: float,
+    gap: int | None = None,
+    test_fraction: float = 0.0,
+    split: str = "val",
+) -> HeldOut:
+    """The frames a run on `cache` with `data.val_fraction`, `data.test_fraction` and `data.gap`
+    validated on (`split="val"`) or held out for testing (`split="test"`): that split of the
+    `CASyncDataModule` it trained with (the gap decides its training ranges, where the
+    closed-mouth reference comes from)."""
     data = CASyncDataModule(
-        str(cache.root.parent), [cache.speaker], num_workers=0, val_fraction=val_fraction, gap=gap
-    )
-    held = HeldOut(data)
+        str(cache.root.parent), [cache.speaker], num_workers=0, val_fraction=val_fraction,
+        test_fraction=test_fraction, gap=gap,
+    )  # fmt: skip
+    held = HeldOut(data, split)
     if len(held) == 0:
         raise ValueError(
             f"no held-out frames in {cache.root} with val_fraction={val_fraction}: "

@@ -16,18 +16,17 @@ from casync.audio.frontend import SAMPLE_RATE
 from casync.contract import LoadedGenerator, check_cache, load_generator, read_checkpoint
 from casync.data.cache import SpeakerCache, open_cache
 from casync.evaluation.image_metrics import LPIPSMetric, mouth_box
-from casync.evaluation.lip_landmarks import LipLandmarkExtractor, LipLandmarks, mouth_opening
+from casync.evaluation.lip_landmarks import LipLandmarkExtractor, mouth_opening
+from casync.evaluation.lipsync import lips_and_sync, method_frames, sync_summary
 from casync.evaluation.metrics import landmark_metrics, method_metrics
 from casync.evaluation.plots import plot_mouth_opening
 from casync.evaluation.report import write_report
 from casync.evaluation.runner import (
     HeldOut,
     HeldOutGenerator,
-    composite,
     held_out_range,
     source_references,
 )
-from casync.evaluation.sync import ShiftCheck, shift_check
 from casync.evaluation.syncnet import SYNCNET_MISSING_MESSAGE, load_syncnet, lse
 from casync.evaluation.verdict import notes, verdict
 from casync.runtime import resolve_device
@@ -36,12 +35,15 @@ log = logging.getLogger(__name__)
 DEFAULT_VAL_FRACTION = 0.25  # CASyncDataModule's default
 
 
+SPLIT_KEYS = ("val_fraction", "test_fraction", "gap")
+
+
 def training_split(checkpoint: str) -> dict:
-    """The split settings of the checkpoint's run (`data.val_fraction`, `data.gap`: Lightning
-    stores the datamodule's hyperparameters); those it does not say (a hand-made checkpoint)
-    are missing."""
+    """The split settings of the checkpoint's run (`data.val_fraction`, `data.test_fraction`,
+    `data.gap`: Lightning stores the datamodule's hyperparameters); those it does not say (a
+    hand-made checkpoint) are missing."""
     data = read_checkpoint(checkpoint).get("datamodule_hyper_parameters") or {}
-    return {key: data[key] for key in ("val_fraction", "gap") if data.get(key) is not None}
+    return {key: data[key] for key in SPLIT_KEYS if data.get(key) is not None}
 
 
 def held_out_split(checkpoint: str, requested: float | None) -> tuple[float, int | None]:
@@ -59,6 +61,37 @@ def held_out_split(checkpoint: str, requested: float | None) -> tuple[float, int
             f"out. Use evaluate.val_fraction<={trained} (or null: the checkpoint's own)"
         )
     return float(requested), gap
+
+
+def scored_split(checkpoint: str, requested: str | None) -> tuple[str, float]:
+    """-> (`evaluate.split`: "test" or "val", the run's `data.test_fraction`). Default (null):
+    the test range when the run held one out, else the validation range (which also selected
+    the checkpoint: its scores are optimistic, and the report says so)."""
+    test_fraction = float(training_split(checkpoint).get("test_fraction", 0.0))
+    split = requested or ("test" if test_fraction > 0 else "val")
+    if split not in ("val", "test"):
+        raise ValueError(f"evaluate.split={split!r}: choose val, test or null (test if held out)")
+    if split == "test" and test_fraction <= 0:
+        raise ValueError(
+            f"evaluate.split=test, but checkpoint '{checkpoint}' was trained without a test range "
+            "(data.test_fraction=0): use evaluate.split=val, or train with data.test_fraction > 0"
+        )
+    return split, test_fraction
+
+
+def selection_note(split: str, test_fraction: float) -> str:
+    """Which data selected the checkpoint and which reports: the line every report carries."""
+    if split == "test":
+        return (
+            "Selection and report are separate: the checkpoint (and any sweep trial) was selected "
+            "on the validation range; these scores are on the test range "
+            f"(the last {test_fraction:.0%} of each source), which training and selection never saw."
+        )
+    return (
+        "These scores are on the validation range, the data that selected the checkpoint (best "
+        "val/sync/objective) and any sweep trial: optimistic for a selected model. Train with "
+        "data.test_fraction > 0 for a range that only reports."
+    )
 
 
 def build_lpips(cfg: DictConfig, device: str) -> LPIPSMetric | None:
@@ -135,7 +168,8 @@ def evaluate(cfg: DictConfig) -> dict:
     """Score `cfg.checkpoint` on `cfg.speaker`'s held-out range; returns the results dict that
     `casync.evaluation.write_report` writes (methods, shift_check, verdict, notes, paths)."""
     checkpoint, generator, cache, (val_fraction, gap) = open_inputs(cfg)
-    held = held_out_range(cache, val_fraction, gap)
+    split, test_fraction = scored_split(checkpoint, cfg.evaluate.get("split"))
+    held = held_out_range(cache, val_fraction, gap, test_fraction, split)
     device = resolve_device(cfg.device)
     lpips_metric = build_lpips(cfg, device)  # fail on missing weights before the work
     syncnet = build_syncnet(cfg, held, device)  # and on a missing SyncNet or source audio
@@ -147,7 +181,11 @@ def evaluate(cfg: DictConfig) -> dict:
         generator.net, references, held.source_index(), device, cfg.batch_size, cfg.progress
     )
     frames = method_frames(held, generate)
-    lips, check, check_all = lips_and_sync(cfg, held, generate, frames)
+    with LipLandmarkExtractor(**cfg.evaluate.landmarks) as extractor:
+        lips, check, check_all = lips_and_sync(
+            held, generate, frames, extractor, cfg.evaluate.shifts_s, cfg.silence_dbfs,
+            progress=cfg.progress,
+        )  # fmt: skip
 
     floor = landmark_metrics(lips["real"], held.tracked_lips())
     methods = score_methods(held, frames, lips, lpips_metric, syncnet)
@@ -161,14 +199,19 @@ def evaluate(cfg: DictConfig) -> dict:
         "checkpoint": checkpoint,
         "speaker": cache.speaker,
         "held_out": held_out_summary(held, val_fraction, reference_used),
+        "selection": {"selected_on": "val", "reported_on": split, "test_fraction": test_fraction},
         "methods": methods,
+        "sync": sync_summary(methods["casync"], methods["still_mouth"], check),
         "landmark_floor": {k: floor[k] for k in ("lmd", "opening_corr", "landmark_frames")},
         "shift_check": check.to_dict(),
         "shift_check_all_frames": check_all.to_dict(),
         "lpips_label": None if lpips_metric is None else lpips_metric.label,
         "lse_message": None if syncnet is not None else SYNCNET_MISSING_MESSAGE,
         "verdict": verdict(methods, check),
-        "notes": notes(held, lpips_metric, methods, check, floor),
+        "notes": [
+            selection_note(split, test_fraction),
+            *notes(held, lpips_metric, methods, check, floor),
+        ],
         "files": {
             "json": str(out / "metrics.json"),
             "markdown": str(out / "metrics.md"),
@@ -179,49 +222,11 @@ def evaluate(cfg: DictConfig) -> dict:
     return results
 
 
-def method_frames(held: HeldOut, generate: HeldOutGenerator) -> dict[str, np.ndarray]:
-    """The frames each method makes of the held-out range: CASync driven by its own audio, the
-    still-mouth baseline (each source's closed-mouth training frame) and the real frames."""
-    real, masks = held.crops(), held.masks()
-    still = held.closed_mouth_crops()[held.source_index()]
-    return {
-        "casync": generate(real, masks, held.windows(0), "generate (aligned audio)"),
-        "still_mouth": composite(real, still, masks),
-        "real": real,
-    }
-
-
 def held_out_summary(held: HeldOut, val_fraction: float, reference_used: list[str]) -> dict:
     return {
+        "split": held.split,
         "frames": len(held),
         "val_fraction": float(val_fraction),
         "ranges_s": [[s.id, t0, t1] for s, t0, t1 in held.time_ranges()],
         "references": {s.id: used for s, used in zip(held.sources, reference_used, strict=True)},
     }
-
-
-def lips_and_sync(
-    cfg: DictConfig, held: HeldOut, generate: HeldOutGenerator, frames: dict[str, np.ndarray]
-) -> tuple[dict[str, LipLandmarks], ShiftCheck, ShiftCheck]:
-    """Lip landmarks of every method's frames, and the audio-shift sync check over speech frames
-    and over all frames (shifted generations are made only for the shifts the check asks for)."""
-    real, masks = frames["real"], held.masks()
-    with LipLandmarkExtractor(**cfg.evaluate.landmarks) as extractor:
-        lips = {name: extractor(f, progress=cfg.progress) for name, f in frames.items()}
-        shifted: dict[int, np.ndarray] = {0: lips["casync"].points}
-
-        def shifted_lips(shift: int) -> np.ndarray:
-            if shift not in shifted:
-                crops = generate(real, masks, held.windows(shift), f"generate (shift {shift:+d})")
-                shifted[shift] = extractor(crops, progress=cfg.progress).points
-            return shifted[shift]
-
-        # Sync is scored where there is speech: in silence the real mouth rests or breathes as it
-        # likes, and the product holds a still mouth. All frames are reported beside it.
-        speech = held.speech(cfg.silence_dbfs)
-        real_points, shifts_s = lips["real"].points, list(cfg.evaluate.shifts_s)
-        has_audio = held.has_shifted_audio
-        check = shift_check(shifted_lips, real_points, held.fps, shifts_s, frames=speech,
-                            has_audio=has_audio)  # fmt: skip
-        check_all = shift_check(shifted_lips, real_points, held.fps, shifts_s, has_audio=has_audio)
-    return lips, check, check_all
