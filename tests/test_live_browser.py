@@ -177,6 +177,11 @@ def test_interrupt_returns_the_picture_to_idle_in_time(live, browser):
     page.evaluate("window.casync.stopRecording()")
     frames = page.evaluate("window.casync.frames")
     events = page.evaluate("window.casync.events")
+    page.set_input_files("#file", str(wav))  # the same file again is said again
+    page.wait_for_function(
+        "window.casync.events.filter(e => e.type === 'speech_started').length >= 2",
+        timeout=15_000,
+    )
     page.close(run_before_unload=True)
     sent = next(e["at"] for e in events if e["type"] == "interrupt_sent")
     assert any(e["type"] == "interrupted" for e in events)
@@ -261,109 +266,16 @@ def test_the_built_in_avatar_opens_its_mouth_when_the_microphone_speaks(trained,
 
 
 # -- audio-video sync as the page receives it ----------------------------------------------------
-MARK_BITS, MARK_PX = 7, 16  # the source frame's index, drawn as 7 black/white squares on top
-
-
-def marked(frames: list[np.ndarray]) -> list[np.ndarray]:
-    """Each frame with its own index in squares along its top edge (away from the face)."""
-    out = []
-    for index, frame in enumerate(frames):
-        frame = frame.copy()
-        for bit in range(MARK_BITS):
-            square = frame[:MARK_PX, bit * MARK_PX : (bit + 1) * MARK_PX]
-            square[:] = 255 if (index >> bit) & 1 else 0
-        out.append(frame)
-    return out
-
-
-def read_mark(image: np.ndarray) -> int:
-    inner = slice(3, MARK_PX - 3)
-    squares = [image[inner, bit * MARK_PX :][:, inner] for bit in range(MARK_BITS)]
-    return sum(int(square.mean() > 128) << bit for bit, square in enumerate(squares))
-
-
-def webm_media(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """(video frame times s, their marks, 16 kHz mono audio, the audio's start time s)."""
-    import io
-
-    import av
-    import soxr
-
-    times, marks, audio, audio_start = [], [], [], None
-    with av.open(io.BytesIO(data)) as container:
-        for frame in container.decode(*container.streams):
-            if isinstance(frame, av.VideoFrame):
-                times.append(float(frame.time))
-                marks.append(read_mark(frame.to_ndarray(format="rgb24")))
-            else:
-                audio_start = float(frame.time) if audio_start is None else audio_start
-                audio.append(frame.to_ndarray().astype(np.float32).mean(axis=0))
-                rate = frame.sample_rate
-    assert times and audio, "the page recorded no video or no audio"
-    heard = soxr.resample(np.concatenate(audio), rate, SAMPLE_RATE)
-    return np.array(times), np.array(marks), heard, audio_start
-
-
-def best_lag(received: np.ndarray, sent: np.ndarray) -> tuple[int, float]:
-    """(lag, normalised correlation) of the best match: received[lag + i] ~ sent[i], the
-    correlation normalised over the matched stretch (1.0 = the same waveform, any gain)."""
-    size = 1 << int(np.ceil(np.log2(len(received) + len(sent))))
-    spectrum = np.fft.rfft(received, size) * np.conj(np.fft.rfft(sent, size))
-    correlation = np.fft.irfft(spectrum, size)[: len(received) - len(sent) + 1]
-    energy = np.concatenate([[0.0], np.cumsum(received.astype(np.float64) ** 2)])
-    stretch = np.sqrt(energy[len(sent) :] - energy[: -len(sent)])
-    normalised = correlation / (stretch * np.linalg.norm(sent) + 1e-9)
-    lag = int(np.argmax(normalised))
-    return lag, float(normalised[lag])
-
-
-def rough_lag(received: np.ndarray, sent: np.ndarray) -> int:
-    """The lag of the plain cross-correlation's peak (received[lag + i] ~ sent[i]): where to
-    look; the browser's jitter buffer stretches audio, so only local matches are exact."""
-    size = 1 << int(np.ceil(np.log2(len(received) + len(sent))))
-    spectrum = np.fft.rfft(received, size) * np.conj(np.fft.rfft(sent, size))
-    lag = int(np.argmax(np.abs(np.fft.irfft(spectrum, size))))
-    return lag - size if lag > size // 2 else lag
-
-
-def frame_ticks(marks, source_of_tick, first_guess: float) -> np.ndarray:
-    """The tick each received frame shows. Its mark names the source frame; the next frame
-    shows one of the next few ticks (more when frames were dropped) whose source frame is the
-    one marked on it; -1 where none is. The first frame's tick: of the ticks that showed its
-    source frame, the one whose run places most frames, then the nearest to `first_guess`."""
-
-    def follow(first: int):
-        ticks, previous = [first], first
-        for mark in marks[1:]:
-            ahead = source_of_tick[previous + 1 : previous + 6]
-            steps = np.flatnonzero(ahead == mark)
-            if len(steps) == 0:
-                ticks.append(-1)
-                continue
-            previous += int(steps[0]) + 1
-            ticks.append(previous)
-        return np.array(ticks)
-
-    runs = [follow(start) for start in np.flatnonzero(source_of_tick == marks[0])]
-    return min(runs, key=lambda run: (int((run < 0).sum()), abs(run[0] - first_guess)))
-
-
 def test_the_page_hears_each_mouth_with_its_own_sound(browser, tmp_path, monkeypatch):
     """What the page receives (its MediaRecorder's webm of the <video>'s stream): each video
     frame's tick from the source-frame index drawn on it, each tick's sound found in the received
     audio by correlation; the video must not run ahead of or behind its audio by more than 40 ms
     (median over the talking frames, speech starting 2 s after the page opened)."""
     import casync.live.server as server_module
-    from casync.live.tracks import SessionOutput
+    from tests.live_sync import marked, measure_sync, tapped_output
 
     sent: list = []
-
-    class Tap(SessionOutput):  # what the server sends, tick by tick
-        def put(self, frame) -> None:
-            sent.append((frame.tick, frame.source_index, frame.audio.copy(), frame.talking))
-            super().put(frame)
-
-    monkeypatch.setattr(server_module, "SessionOutput", Tap)
+    monkeypatch.setattr(server_module, "SessionOutput", tapped_output(sent))
     model = LiveModel.from_checkpoint(tiny_checkpoint(tmp_path / "tiny.ckpt"))
     frames = marked(sample_frames(SAMPLE, 50))
     clip = write_clip(tmp_path / "marked.mp4", frames, audio=sample_audio(SAMPLE, 2.0))
@@ -389,34 +301,8 @@ def test_the_page_hears_each_mouth_with_its_own_sound(browser, tmp_path, monkeyp
     finally:
         thread.stop()
 
-    times, marks, heard, audio_start = webm_media(data)
-    ticks = np.array([t for t, *_ in sent])
-    assert (ticks == np.arange(len(ticks))).all()
-    source_of_tick = np.array([s for _, s, *_ in sent])
-    talking = np.array([t for *_, t in sent])
-    sound = np.concatenate([a for _, _, a, _ in sent]).astype(np.float32) / 32767
-    lag = rough_lag(heard, sound)
-    first_guess = ((times[0] - audio_start) * SAMPLE_RATE - lag) / len(sent[0][2])
-    shown = frame_ticks(marks, source_of_tick, first_guess)
-    assert (shown >= 0).mean() > 0.9, f"{(shown < 0).sum()} of {len(shown)} frames unplaced"
-    offsets = []
-    spf = len(sent[0][2])
-    for at, tick in zip(times, shown, strict=True):
-        if tick < 0 or not talking[tick]:
-            continue
-        start = tick * spf  # this tick's sound, with 0.2 s either side, searched +-0.5 s
-        sent_part = sound[max(start - 3200, 0) : start + 3200]
-        first = max(start - 3200, 0) + lag - 8000
-        window = heard[max(first, 0) : first + len(sent_part) + 16000]
-        local, strength = best_lag(window, sent_part)
-        if strength < 0.6:
-            continue
-        heard_at = audio_start + (max(first, 0) + local + (start - max(start - 3200, 0))) / 16000
-        offsets.append((at - heard_at) * 1000)
-    offsets = np.array(offsets)
-    print(
-        f"video - audio: median {np.median(offsets):.0f} ms, p10 {np.percentile(offsets, 10):.0f},"
-        f" p90 {np.percentile(offsets, 90):.0f} over {len(offsets)} talking frames; held {held} ms"
-    )
-    assert len(offsets) >= 40, f"only {len(offsets)} talking frames placed"
-    assert abs(np.median(offsets)) <= 40, np.round(offsets)
+    measure = measure_sync(data, sent)
+    print(f"{measure.summary()}; video held {held} ms")
+    assert measure.placed > 0.9 * measure.frames, measure.summary()
+    assert len(measure.offsets_ms) >= 40, measure.summary()
+    assert abs(np.median(measure.offsets_ms)) <= 40, np.round(measure.offsets_ms)
