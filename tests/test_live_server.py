@@ -33,6 +33,7 @@ def live(tmp_path_factory):
         max_message_bytes=64_000,
         max_upload_bytes=400_000,
         connect_timeout_s=2.0,
+        socket_grace_s=1.0,
     )
     thread = ServerThread(server)
     yield thread
@@ -130,6 +131,27 @@ def test_a_vanished_client_frees_its_session(live):
             pass
         await pc.close()
         await wait_until(lambda: sessions(live) == 0, timeout=8)
+
+    asyncio.run(scenario())
+
+
+def test_a_client_whose_control_socket_closes_is_gone_unless_it_reopens_one(live):
+    """A killed browser's sockets close at once, its peer connection fails only after ~30 s of
+    ICE consent checks: the socket decides (after `socket_grace_s`, 1 s here)."""
+
+    async def scenario():
+        async with LiveClient(live.url) as client:
+            await client.wait_frames(3)
+            url = f"{live.url}/sessions/{client.session}/ws"
+            await client._socket.close()
+            client._socket = await client._http.ws_connect(url)  # back within the grace
+            await asyncio.sleep(1.5)
+            assert client.session in live.server.engine.sessions
+            frames = len(client.frames)
+            await client._socket.close()  # and now for good; the peer connection stays up
+            await wait_until(lambda: client.session not in live.server.engine.sessions, 4)
+            assert len(client.frames) > frames  # it was still receiving until then
+        assert sessions(live) == 0
 
     asyncio.run(scenario())
 

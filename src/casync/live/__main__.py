@@ -73,6 +73,7 @@ def build(cfg: DictConfig):
         max_message_bytes=cfg.max_message_bytes,
         max_upload_bytes=cfg.max_upload_bytes,
         connect_timeout_s=cfg.connect_timeout_s,
+        socket_grace_s=cfg.socket_grace_s,
         ice_servers=tuple(cfg.ice_servers),
     )
 

@@ -11,7 +11,10 @@ server loaded. Routes:
   as JSON (`speech_started`, `speech_ended`, `interrupted`, `error`).
 - `POST /sessions/{id}/say` an audio file (size-limited) for the avatar to say;
   `DELETE /sessions/{id}` (or `POST /sessions/{id}/close`, a closing page's beacon) ends a
-  session; a peer connection that fails or closes, or never connects, ends it too.
+  session; a peer connection that fails or closes, or never connects, ends it too, and so does
+  a session whose control socket closed and was not reopened within `socket_grace_s` (a killed
+  browser: its sockets close at once, its peer connection only fails after ~30 s of ICE
+  consent checks).
 - `GET /health`, `GET /metrics` (Prometheus text).
 
 With a `token`, every route but /health needs `Authorization: Bearer TOKEN` or `?token=TOKEN`.
@@ -113,6 +116,7 @@ class LiveServer:
         max_message_bytes: int = 1 << 20,
         max_upload_bytes: int = 16 << 20,
         connect_timeout_s: float = 15.0,
+        socket_grace_s: float = 3.0,
         ice_servers: tuple[str, ...] = (),
     ) -> None:
         """`ice_servers`: STUN/TURN URLs for viewers behind NAT; none by default (aiortc's own
@@ -126,6 +130,7 @@ class LiveServer:
         self.max_message_bytes = max_message_bytes
         self.max_upload_bytes = max_upload_bytes
         self.connect_timeout_s = connect_timeout_s
+        self.socket_grace_s = socket_grace_s
         self.ice = RTCConfiguration(iceServers=[RTCIceServer(urls=url) for url in ice_servers])
         self.connections: dict[str, Connection] = {}
         self._stop = asyncio.Event()
@@ -246,7 +251,16 @@ class LiveServer:
                     self._push(connection.session, message.data, pcm)
         finally:
             connection.sockets.discard(socket)
+            if not connection.sockets and not connection.closed:
+                connection.spawn(self._orphaned(connection))
         return socket
+
+    async def _orphaned(self, connection: Connection) -> None:
+        """The session's last control socket closed: unless one reopens in time, its client is
+        gone (a killed browser, a crashed pipeline)."""
+        await asyncio.sleep(self.socket_grace_s)
+        if not connection.sockets and not connection.closed:
+            await connection.close(f"control socket closed for {self.socket_grace_s:g} s")
 
     def _control(self, connection: Connection, text: str, pcm: dict) -> None:
         session = connection.session
