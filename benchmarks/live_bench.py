@@ -2,12 +2,14 @@
 -> mouth out (log-mel and Whisper tiny front ends), interrupt -> idle, talking sessions at 25 fps
 without dropped frames (1..N), and memory over connect/disconnect cycles.
 
-    python -m benchmarks.live_bench [--checkpoint CKPT --video VIDEO] [--max-sessions 8] [--cycles 200]
+    python -m benchmarks.live_bench [--checkpoint CKPT --video VIDEO] [--max-sessions 7] [--cycles 200]
 
-Without a checkpoint the model is the tests' tiny random CASync (the same size as the demo's
-trained one, so the same speed); the avatar is 1 s of the GRID sample the repository carries.
-Speech is pushed as a TTS or a microphone would: 20 ms chunks in real time. Writes
-benchmarks/results/live.md.
+By default the model and avatar are the built-in ones (`make live`: the tiny model trained on the
+GRID sample, assets/live/); the Whisper row uses a tiny random CASync of the same size (the
+front end is what it measures). Each model is warmed up as the server warms it (int8 calibrates
+on that batch). The sessions curve runs at int8 (the server's default) and fp32 (the baseline),
+in the same run. Speech is pushed as a TTS or a microphone would: 20 ms chunks in real time.
+Writes benchmarks/results/live.md.
 """
 
 from __future__ import annotations
@@ -34,9 +36,11 @@ from casync.live.engine import Engine, LiveModel
 from casync.live.metrics import rss_bytes
 from casync.live.server import LiveServer
 from casync.model import CASyncNet
-from tests.live_support import TINY, ServerThread, short_clip, speech, tiny_checkpoint
+from tests.live_support import TINY, ServerThread, speech
 
 RESULTS = Path(__file__).parent / "results" / "live.md"
+BUILTIN = Path(__file__).resolve().parents[1] / "assets" / "live"
+WARM_UP = Path(__file__).resolve().parents[1] / "assets" / "grid_s1_sample.mp4"
 WHISPER = {"_target_": "casync.audio.WhisperFrontEnd", "feature_dim": 384, "window": 10}
 
 
@@ -160,30 +164,41 @@ def browser_first_frames(url: str, runs: int = 5) -> list[float]:
     return times
 
 
+def prepared(checkpoint: Path, video: Path, precision: str, work: Path):
+    """(model, avatar) as the server prepares them: loaded, tracked, warmed up."""
+    from casync.audio.frontend import SAMPLE_RATE
+    from casync.media.audio import load_audio
+
+    model = LiveModel.from_checkpoint(checkpoint, precision=precision, cache_dir=str(work))
+    avatar = LiveAvatar.from_video("bench", model.generator, video)
+    model.warm_up(avatar, load_audio(WARM_UP, SAMPLE_RATE, False)[: 30 * SAMPLE_RATE], 16)
+    return model, avatar
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path)
-    parser.add_argument("--video", type=Path)
-    parser.add_argument("--max-sessions", type=int, default=8)
+    parser.add_argument("--checkpoint", type=Path, default=BUILTIN / "grid_s1_mel.ckpt")
+    parser.add_argument("--video", type=Path, default=BUILTIN / "grid_s1_idle.mp4")
+    parser.add_argument("--max-sessions", type=int, default=7)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--cycles", type=int, default=200)
     args = parser.parse_args()
     torch.set_num_threads(1)
     work = Path(tempfile.mkdtemp(prefix="live_bench_"))
-    checkpoint = args.checkpoint or tiny_checkpoint(work / "tiny.ckpt")
-    video = args.video or short_clip(work / "clip.mp4", 1.0)
-    model = LiveModel.from_checkpoint(checkpoint)
-    avatar = LiveAvatar.from_video("bench", model.generator, video)
+    model, avatar = prepared(args.checkpoint, args.video, "int8", work)
+    baseline, baseline_avatar = prepared(args.checkpoint, args.video, "fp32", work)
 
     print("latency (mel)")
     mel = latency(model, avatar, args.seconds)
     print("latency (whisper tiny)")
-    whisper_model = LiveModel.from_checkpoint(whisper_checkpoint(work / "whisper.ckpt"))
-    whisper = latency(
-        whisper_model, LiveAvatar.from_video("w", whisper_model.generator, video), args.seconds
+    whisper_model, whisper_avatar = prepared(
+        whisper_checkpoint(work / "w.ckpt"), args.video, "int8", work
     )
-    print("sessions")
+    whisper = latency(whisper_model, whisper_avatar, args.seconds)
+    print("sessions, int8")
     curve = sessions_curve(model, avatar, args.max_sessions, args.seconds)
+    print("sessions, fp32")
+    curve_fp32 = sessions_curve(baseline, baseline_avatar, args.max_sessions, args.seconds)
     print("client figures")
     server = LiveServer(Engine(model, max_sessions=4), {"bench": avatar})
     thread = ServerThread(server)
@@ -192,10 +207,10 @@ def main() -> None:
         figures["page_first_frame_s"] = browser_first_frames(thread.url)
     finally:
         thread.stop()
-    write(args, mel, whisper, curve, figures, checkpoint)
+    write(args, mel, whisper, curve, curve_fp32, figures, model)
 
 
-def write(args, mel, whisper, curve, figures, checkpoint) -> None:
+def write(args, mel, whisper, curve, curve_fp32, figures, model: LiveModel) -> None:
     load = os.getloadavg()
     firsts = figures["first_frame_s"]
     engine_ms = [a for a, _ in figures["interrupts"]]
@@ -205,10 +220,10 @@ def write(args, mel, whisper, curve, figures, checkpoint) -> None:
         "# CASync Live: measured",
         "",
         f"`python -m benchmarks.live_bench` on {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores shared with other work (load average at the end "
-        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}); model: "
-        f"{'the tests tiny random CASync (demo size)' if args.checkpoint is None else checkpoint}, "
-        "fp32, 1 torch thread; avatar: 1 s of the GRID sample (360x288).",
+        f"{os.cpu_count()} cores (load average at the end "
+        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}); model: {args.checkpoint.name} at "
+        f"{type(model.crops.net).__name__} (int8 asked), 1 torch thread; avatar: "
+        f"{args.video.name}.",
         "",
         "| | target | measured |",
         "|---|---|---|",
@@ -223,12 +238,16 @@ def write(args, mel, whisper, curve, figures, checkpoint) -> None:
         f"Talking sessions on one engine ({args.seconds:g} s each, every session talking all the time, "
         "engine only: the WebRTC encoding of each session's video is not in these figures):",
         "",
-        "| sessions | ticks | dropped frames | tick p95 (ms, budget 40) | talking share |",
-        "|---:|---:|---:|---:|---:|",
-        *[f"| {n} | {t} | {d} | {ms:.1f} | {share:.2f} |" for n, t, d, ms, share in curve],
+        "| sessions | int8: dropped frames | int8: tick p95 (ms, budget 40) | fp32: dropped frames | fp32: tick p95 (ms) | ticks | talking share |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        *[
+            f"| {n} | {d} | {ms:.1f} | {d32} | {ms32:.1f} | {t} | {share:.2f} |"
+            for (n, t, d, ms, share), (_, _, d32, ms32, _) in zip(curve, curve_fp32, strict=True)
+        ],
         "",
-        "Not measured here: the audio-video offset in the browser after 30 min, and sessions with "
-        "their video encoded (VP8) and sent.",
+        "The audio-video offset in the browser (at start and after 30 min): "
+        "`benchmarks/results/live_sync.md`. Not measured here: sessions with their video encoded "
+        "(VP8) and sent.",
     ]
     RESULTS.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

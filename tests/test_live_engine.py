@@ -259,3 +259,30 @@ def test_a_microphone_that_never_stops_keeps_the_session_small(model_and_avatar)
     (utterance,) = session._queue
     assert len(utterance._pushes) < 20 and len(utterance._pcm) < 16_000
     assert len(utterance.features._audio) < 3 * SAMPLE_RATE
+
+
+def test_warm_up_calibrates_int8_before_the_first_session(tmp_path, monkeypatch):
+    """int8 quantizes each half on its first batch: warm-up makes that batch real idle frames
+    and real speech before any session, and a later start on the same weights reuses the graphs
+    (no stall on a session's first words)."""
+    import casync.inference.precision as precision
+    from casync.inference.precision import Int8Generator
+
+    checkpoint, graphs = tiny_checkpoint(tmp_path / "tiny.ckpt"), tmp_path / "graphs"
+    model = LiveModel.from_checkpoint(checkpoint, precision="int8", cache_dir=str(graphs))
+    if not isinstance(model.crops.net, Int8Generator):
+        pytest.skip("this CPU has no int8 dot products: int8 falls back to fp32")
+    avatar = LiveAvatar.from_video("s1", model.generator, short_clip(tmp_path / "c.mp4", 1.0))
+    assert not graphs.exists() or not any(graphs.iterdir())
+    model.warm_up(avatar, speech(), batch=4)
+    assert sorted(p.name.split(".")[1] for p in graphs.glob("*.int8.onnx")) == ["decode", "face"]
+
+    def no_quantizing(*args, **kwargs):
+        raise AssertionError("quantized again")
+
+    monkeypatch.setattr(precision, "quantize_half", no_quantizing)
+    again = LiveModel.from_checkpoint(checkpoint, precision="int8", cache_dir=str(graphs))
+    fresh = LiveAvatar.from_video("s1", again.generator, short_clip(tmp_path / "d.mp4", 1.0))
+    again.warm_up(fresh, speech(), batch=4)
+    with pytest.raises(ValueError, match="shorter than 16 frames"):
+        again.warm_up(fresh, speech(0.3), batch=16)

@@ -54,6 +54,7 @@ def build(cfg: DictConfig):
         precision=cfg.precision,
         feather=cfg.blend.feather,
         color_match=cfg.blend.color_match,
+        cache_dir=cfg.graph_cache_dir,
     )
     paths = {Path(sources[0]).stem: Path(sources[0])}
     if cfg.avatars_dir is not None:  # <id>.mp4 videos and <id>/ avatar folders, by id
@@ -65,6 +66,7 @@ def build(cfg: DictConfig):
     for name, path in paths.items():
         load = LiveAvatar.from_folder if path.is_dir() else LiveAvatar.from_video
         avatars[name] = load(name, model.generator, path, idle)
+    warm_up(model, next(iter(avatars.values())), cfg)
     engine = Engine(model, cfg.max_sessions, cfg.silence_dbfs, cfg.max_batch)
     return LiveServer(
         engine,
@@ -76,6 +78,16 @@ def build(cfg: DictConfig):
         socket_grace_s=cfg.socket_grace_s,
         ice_servers=tuple(cfg.ice_servers),
     )
+
+
+def warm_up(model, avatar, cfg: DictConfig) -> None:
+    """One full batch before the first session (int8 calibrates on it; see `LiveModel.warm_up`)."""
+    from casync.audio.frontend import SAMPLE_RATE
+    from casync.media.audio import load_audio
+
+    speech = load_audio(cfg.warm_up_audio, SAMPLE_RATE, False)[: 30 * SAMPLE_RATE]
+    seconds = model.warm_up(avatar, speech, cfg.max_batch)
+    log.info("warmed up on %s in %.1f s (%d mouths)", cfg.warm_up_audio, seconds, cfg.max_batch)
 
 
 def live(cfg: DictConfig) -> None:

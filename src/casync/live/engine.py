@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
+from casync.audio.frontend import SAMPLE_RATE
+from casync.audio.windows import cache_windows
 from casync.contract import CropGenerator, LoadedGenerator, load_generator
 from casync.inference.blend import Blender
 from casync.inference.front_end import build_front_end
@@ -46,17 +48,40 @@ class LiveModel:
         precision: str = "fp32",
         feather: float = 5.0,
         color_match: bool = True,
+        cache_dir: str | None = None,
     ) -> None:
+        """`cache_dir`: where int8 keeps its quantized graphs (reused by later starts)."""
         self.generator = generator
         self.front_end = build_front_end(generator)
         self.crop_size = generator.crop_size
         self.mask = generator.mask
-        self.crops = CropGenerator(build_generator(generator.net, precision, device), device)
+        net = build_generator(generator.net, precision, device, cache_dir)
+        self.crops = CropGenerator(net, device)
         self.blender = Blender(generator.mask, feather, color_match)
 
     @classmethod
     def from_checkpoint(cls, path, **options) -> LiveModel:
         return cls(load_generator(path, map_location="cpu"), **options)
+
+    def warm_up(self, avatar: LiveAvatar, speech: np.ndarray, batch: int = 16) -> float:
+        """Generate one batch of `batch` mouths before any session opens: the avatar's idle
+        frames driven by `speech` (16 kHz mono float32). int8 calibrates its activation ranges
+        on it (real frames and speech; otherwise on the first session's first words, which
+        would also stall that session for the quantization); every precision pays its
+        first-call costs here. Returns the seconds it took."""
+        started = time.perf_counter()
+        n_frames = int(len(speech) * avatar.fps / SAMPLE_RATE)
+        if n_frames < batch:
+            raise ValueError(
+                f"warm-up speech: {len(speech) / SAMPLE_RATE:.2f} s is shorter than {batch} "
+                f"frames at {avatar.fps:g} fps"
+            )
+        windows = next(cache_windows(self.front_end, speech, n_frames, avatar.fps, n_frames))
+        picks = np.linspace(0, n_frames - 1, batch).round().astype(int)
+        lo, hi = avatar.idle_range
+        frames = [lo + i % (hi - lo) for i in range(batch)]
+        self.generate([(avatar, f, windows[p]) for f, p in zip(frames, picks, strict=True)])
+        return time.perf_counter() - started
 
     def generate(self, items: list[tuple[LiveAvatar, int, np.ndarray]]) -> list[np.ndarray]:
         """(avatar, source frame, (W, D) audio window) per talking session -> (S, S, 3) uint8
