@@ -106,20 +106,24 @@ def rough_lag(received: np.ndarray, sent: np.ndarray) -> int:
     return lag - size if lag > size // 2 else lag
 
 
-def frame_ticks(marks: np.ndarray, source_of_tick: np.ndarray, first_guess: float) -> np.ndarray:
+def frame_ticks(
+    times: np.ndarray, marks: np.ndarray, source_of_tick: np.ndarray, first_guess: float
+) -> np.ndarray:
     """The tick each received frame shows. Its mark names the source frame; the next frame
-    shows one of the next few ticks (more when frames were dropped) whose source frame is the
-    one marked on it; -1 where none is. The first frame's tick: of the ticks that showed its
-    source frame, the one whose run places most frames, then the nearest to `first_guess`."""
+    shows the first later tick whose source frame is the one marked on it, within the ticks its
+    time allows (a few more when frames were dropped); -1 where none is. The first frame's
+    tick: of the ticks that showed its source frame, the one whose run places most frames,
+    then the nearest to `first_guess`."""
 
     def follow(first: int) -> np.ndarray:
-        ticks, previous = [first], first
-        for mark in marks[1:]:
-            steps = np.flatnonzero(source_of_tick[previous + 1 : previous + 6] == mark)
+        ticks, previous, previous_at = [first], first, times[0]
+        for at, mark in zip(times[1:], marks[1:], strict=True):
+            reach = 5 + int(round((at - previous_at) * 25))
+            steps = np.flatnonzero(source_of_tick[previous + 1 : previous + 1 + reach] == mark)
             if len(steps) == 0:
                 ticks.append(-1)
                 continue
-            previous += int(steps[0]) + 1
+            previous, previous_at = previous + int(steps[0]) + 1, at
             ticks.append(previous)
         return np.array(ticks)
 
@@ -155,7 +159,7 @@ def measure_sync(data: bytes, sent: list[SentFrame]) -> SyncMeasure:
     sound = np.concatenate([f.audio for f in sent]).astype(np.float32) / 32767
     lag = rough_lag(heard, sound)
     first_guess = ((times[0] - audio_start) * SAMPLE_RATE - lag) / spf
-    shown = frame_ticks(marks, source_of_tick, first_guess)
+    shown = frame_ticks(times, marks, source_of_tick, first_guess)
     context, search = int(CONTEXT_S * SAMPLE_RATE), int(SEARCH_S * SAMPLE_RATE)
     offsets = []
     for at, k in zip(times, shown, strict=True):
