@@ -124,7 +124,7 @@ def test_a_stale_avatar_is_refused_with_a_message(job, tmp_path):
     with pytest.raises(AvatarError, match="no avatar.json; an interrupted preparation"):
         load_avatar(copy, generator)
     (copy / "avatar.json").write_text(json.dumps({**meta, "format": 0}))
-    with pytest.raises(AvatarError, match="has format 0; this CASync reads format 1"):
+    with pytest.raises(AvatarError, match="has format 0; this CASync reads format 2"):
         load_avatar(copy, generator)
     for name in ("crops.u8", "frames.mp4"):
         (copy / name).symlink_to(avatar.folder / name)
@@ -165,6 +165,7 @@ def test_the_idle_loop_is_the_silent_still_closed_stretch():
     speech[:] = True  # talking throughout: the calmest 3 s, and the reason says so
     idle = choose_idle(speech, opening, motion, np.ones(n, bool), fps, seconds=3.0)
     assert idle.stop - idle.start == 75 and idle.reason.startswith("no silent, closed-mouth")
+    assert not idle.quiet  # so the live server paints a resting mouth over it
     speech[150:238] = False
     no_face = np.ones(n, bool)
     no_face[160:170] = False

@@ -62,6 +62,34 @@ def test_idle_frames_are_the_idle_loop_with_silence(model_and_avatar):
     assert events == []
 
 
+def test_an_idle_loop_that_talks_shows_a_resting_mouth_generated_from_silence(model_and_avatar):
+    """Footage without a pause loops its calmest stretch of speech: idle frames then carry the
+    mouth the network draws for silence, pasted on the loop's frame (the rest of it untouched)."""
+    from dataclasses import replace
+
+    model, source_avatar = model_and_avatar
+    avatar = replace(source_avatar, rest=None)
+    assert not avatar.loop_talks  # a plain video: it loops as it is
+    avatar.rest = model.rest_mouths(avatar)
+    lo, hi = avatar.idle_range
+    assert avatar.rest.shape == (hi - lo, model.crop_size, model.crop_size, 3)
+    engine = Engine(model, clock=FakeClock())
+    frames = []
+    engine.open(avatar, frames.append, lambda e: None)
+    run(engine, 10)
+    def warped_alpha(index: int) -> np.ndarray:
+        transform = np.asarray(avatar.source.transforms[index], np.float64)
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        return cv2.warpAffine(model.blender.alpha, transform, avatar.frame_size, flags=flags)
+
+    for f in frames:
+        source = avatar.frame(f.source_index).astype(np.int16)
+        assert not f.talking
+        alpha, change = warped_alpha(f.source_index), np.abs(f.image.astype(np.int16) - source)
+        outside, inside = change[alpha == 0].max(), change[alpha > 0.5].mean()
+        assert outside <= 1 and inside > 5, (outside, inside)  # the random net's "rest"
+
+
 def test_audio_and_video_share_one_clock(model_and_avatar):
     engine, session, frames, events = open_session(model_and_avatar)
     pushed = speech()

@@ -38,7 +38,7 @@ from casync.media.audio import SILENCE_DBFS, frame_levels_dbfs, load_audio
 from casync.media.video import iter_frames, prefetch, probe_video
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the idle loop says whether it is quiet
 ARRAYS = ("transforms", "face_found", "opening")
 NOISE_MARGIN_DB = 10.0  # speech is this far above the recording's noise floor
 
@@ -271,7 +271,7 @@ def _opened(folder: Path, meta: dict) -> Avatar:
         sha256=str(meta["source"]["sha256"]), reference_crop=np.array(crops[reference]),
         reference_frame=reference,
         display_matrix=tuple(int(v) for v in meta["display_matrix"]) if meta["display_matrix"] else None,
-        idle=IdleLoop(start, stop, float(idle["fps"]), str(idle["reason"])),
+        idle=IdleLoop(start, stop, float(idle["fps"]), str(idle["reason"]), idle["quiet"] is True),
         frames=FrameReader(folder / "frames.mp4", n), crops=crops, meta=meta,
     )  # fmt: skip
 

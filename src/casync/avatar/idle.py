@@ -37,6 +37,7 @@ class IdleLoop:
     stop: int  # one past its last
     fps: float
     reason: str  # why these seconds: the measures of the chosen window, or "set by the user"
+    quiet: bool = True  # silent with the mouth closed (False: the calmest stretch of speech)
 
     @property
     def seconds(self) -> tuple[float, float]:
@@ -83,9 +84,8 @@ def choose_idle(
             window = _best_window(speech, opening, motion, face_found, fps, length_s, window)
             return _loop(window, fps, "the longest silent, closed-mouth stretch")
     calmest = _best_window(speech, opening, motion, face_found, fps, seconds)
-    return _loop(
-        calmest, fps, f"no silent, closed-mouth stretch of {MIN_SECONDS:g} s or more: the calmest"
-    )
+    what = f"no silent, closed-mouth stretch of {MIN_SECONDS:g} s or more: the calmest"
+    return _loop(calmest, fps, what, quiet=False)
 
 
 def _dilated(flags: np.ndarray, margin: int) -> np.ndarray:
@@ -121,13 +121,13 @@ def _best_window(
             "mouth": mouth_part[start], "motion": motion_part[start]}  # fmt: skip
 
 
-def _loop(window: dict, fps: float, what: str) -> IdleLoop:
+def _loop(window: dict, fps: float, what: str, quiet: bool = True) -> IdleLoop:
     reason = (
         f"{what} ({(window['stop'] - window['start']) / fps:.1f} s): speech in "
         f"{window['speech']:.0%} of its frames, mouth opening {window['mouth']:.2f} and head "
         f"motion {window['motion']:.2f} of the video's 90th percentile"
     )
-    return IdleLoop(window["start"], window["stop"], fps, reason)
+    return IdleLoop(window["start"], window["stop"], fps, reason, quiet)
 
 
 def user_idle(range_s: tuple[float, float], n_frames: int, fps: float) -> IdleLoop:

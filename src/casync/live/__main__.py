@@ -35,6 +35,8 @@ def build(cfg: DictConfig):
     from casync.runtime import resolve_device
 
     check_exposure(cfg.host, cfg.token)  # before minutes of loading, not after
+    if cfg.rest_mouth not in ("auto", "always", "never"):
+        raise ValueError(f"rest_mouth={cfg.rest_mouth}: auto, always or never")
     torch.set_num_threads(cfg.threads)
     checkpoint, sources = cfg.checkpoint, [p for p in (cfg.video, cfg.avatar) if p is not None]
     if checkpoint is None and not sources:
@@ -66,6 +68,10 @@ def build(cfg: DictConfig):
     for name, path in paths.items():
         load = LiveAvatar.from_folder if path.is_dir() else LiveAvatar.from_video
         avatars[name] = load(name, model.generator, path, idle)
+    for avatar in avatars.values():
+        if cfg.rest_mouth == "always" or (cfg.rest_mouth == "auto" and avatar.loop_talks):
+            avatar.rest = model.rest_mouths(avatar)
+            log.info("avatar %s: a resting mouth generated over its idle loop", avatar.name)
     warm_up(model, next(iter(avatars.values())), cfg)
     engine = Engine(model, cfg.max_sessions, cfg.silence_dbfs, cfg.max_batch)
     return LiveServer(

@@ -1,5 +1,6 @@
 """A source prepared for live use: its frames, face transforms, the network's reference crop and
-the idle loop (a calm, silent stretch played forward and backward, never a frozen frame).
+the idle loop (a calm, silent stretch played forward and backward, never a frozen frame). Where
+the footage has no pause, its calmest stretch loops with a resting mouth generated over it.
 
 The source is a `casync.avatar.Avatar` (prepared once by `python -m casync.avatar`: its idle
 loop, stored crops) or any object with `SourceVideo`'s attributes (`casync.inference.source`);
@@ -28,6 +29,7 @@ class LiveAvatar:
     crop_size: int
     frames: list[np.ndarray]  # the idle range's frames, decoded once
     face_cache: FaceFeatureCache  # the face encoder's output per source frame (the loop repeats)
+    rest: np.ndarray | None = None  # (L, S, S, 3) uint8 resting mouths over the idle loop, or None
 
     @classmethod
     def from_source(
@@ -73,6 +75,17 @@ class LiveAvatar:
     def frame_size(self) -> tuple[int, int]:
         """(width, height)"""
         return tuple(self.source.frame_size)
+
+    @property
+    def loop_talks(self) -> bool:
+        """The idle loop is speech (a prepared avatar whose footage has no pause): it needs a
+        resting mouth painted over it (`LiveModel.rest_mouths`)."""
+        idle = getattr(self.source, "idle", None)
+        return idle is not None and not idle.quiet
+
+    def rest_crop(self, index: int) -> np.ndarray | None:
+        """The resting mouth over source frame `index`, when the loop has them."""
+        return None if self.rest is None else self.rest[index - self.idle_range[0]]
 
     def idle_index(self, tick: int) -> int:
         """The source frame at `tick`: ping-pong over the idle range, talking or not."""

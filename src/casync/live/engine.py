@@ -83,6 +83,21 @@ class LiveModel:
         self.generate([(avatar, f, windows[p]) for f, p in zip(frames, picks, strict=True)])
         return time.perf_counter() - started
 
+    def rest_mouths(self, avatar: LiveAvatar, batch: int = 16) -> np.ndarray:
+        """The idle loop's mouths generated from silence, (L, S, S, 3) uint8: a resting mouth
+        for footage whose idle loop talks (`LiveAvatar.loop_talks`), shown while idle and in
+        speech pauses instead of the footage's moving lips. Made once, at start-up."""
+        fps, second = avatar.fps, int(round(avatar.fps))
+        silence = np.zeros(SAMPLE_RATE, np.float32)
+        window = next(cache_windows(self.front_end, silence, second, fps, second))[second // 2]
+        lo, hi = avatar.idle_range
+        crops = []
+        for start in range(lo, hi, batch):
+            crops += self.generate(
+                [(avatar, f, window) for f in range(start, min(start + batch, hi))]
+            )
+        return np.stack(crops)
+
     def generate(self, items: list[tuple[LiveAvatar, int, np.ndarray]]) -> list[np.ndarray]:
         """(avatar, source frame, (W, D) audio window) per talking session -> (S, S, 3) uint8
         generated crops. Face features come from each avatar's cache (its idle loop repeats,
@@ -189,13 +204,19 @@ class Engine:
         image = avatar.frame(s)
         audio = (np.clip(plan.audio, -1, 1) * 32767).astype(np.int16)
         shown = session.generated(plan, crop)
-        if shown is None or not avatar.source.face_found[s]:
+        rest = avatar.rest_crop(s)  # a resting mouth where the idle loop talks, else None
+        if (shown is None and rest is None) or not avatar.source.face_found[s]:
             return LiveFrame(plan.tick, image, audio, False, s)
         transform = avatar.source.transforms[s]
         original = avatar.crop(s)
-        mixed = plan.weight * shown.astype(np.float32) + (1 - plan.weight) * original
+        base = (original if rest is None else rest).astype(np.float32)
+        mixed = (
+            base
+            if shown is None
+            else plan.weight * shown.astype(np.float32) + (1 - plan.weight) * base
+        )
         image = self.model.blender(image, mixed, original, transform)
-        return LiveFrame(plan.tick, image, audio, True, s)
+        return LiveFrame(plan.tick, image, audio, shown is not None, s)
 
     # -- the clock -------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
