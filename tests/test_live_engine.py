@@ -77,6 +77,7 @@ def test_an_idle_loop_that_talks_shows_a_resting_mouth_generated_from_silence(mo
     frames = []
     engine.open(avatar, frames.append, lambda e: None)
     run(engine, 10)
+
     def warped_alpha(index: int) -> np.ndarray:
         transform = np.asarray(avatar.source.transforms[index], np.float64)
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
