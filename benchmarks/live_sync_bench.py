@@ -4,8 +4,8 @@ has run for a long time (30 min by default), talking once a minute.
 Debian's Chromium (Playwright) opens the page, sound on; the server's frames are tapped as they
 leave; the page's MediaRecorder records what it receives while the avatar says a clip, and
 `tests/live_sync.py` measures each talking frame's offset (shown - heard; negative = the mouth
-early). The model is the tests' tiny random CASync (sync does not depend on what it paints); the
-avatar is 2 s of the GRID sample with each frame's index drawn on it. Writes
+early). The model is the built-in one (`make live`), warmed up and run on one thread as the
+server runs it; the avatar is 2 s of the GRID sample with each frame's index drawn on it. Writes
 benchmarks/results/live_sync.md.
 
     python -m benchmarks.live_sync_bench [--minutes 30]
@@ -13,9 +13,12 @@ benchmarks/results/live_sync.md.
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `python -m casync.live` (before torch)
+
 import argparse
 import base64
-import os
 import platform
 import tempfile
 import time
@@ -32,10 +35,11 @@ from casync.live.engine import Engine, LiveModel
 from casync.live.metrics import rss_bytes
 from casync.live.server import LiveServer
 from tests.clips import sample_audio, sample_frames, write_clip
-from tests.live_support import SAMPLE, ServerThread, speech, tiny_checkpoint
+from tests.live_support import SAMPLE, ServerThread, speech
 from tests.live_sync import SyncMeasure, marked, measure_sync, tapped_output
 
 RESULTS = Path(__file__).parent / "results" / "live_sync.md"
+BUILTIN = Path(__file__).resolve().parents[1] / "assets" / "live" / "grid_s1_mel.ckpt"
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -64,11 +68,12 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="live_sync_bench_"))
     sent: list = []
     server_module.SessionOutput = tapped_output(sent)
-    model = LiveModel.from_checkpoint(tiny_checkpoint(work / "tiny.ckpt"))
+    model = LiveModel.from_checkpoint(BUILTIN, precision="int8", cache_dir=str(work))
     clip = write_clip(
         work / "marked.mp4", marked(sample_frames(SAMPLE, 50)), audio=sample_audio(SAMPLE, 2.0)
     )
     avatar = LiveAvatar.from_video("marked", model.generator, clip)
+    model.warm_up(avatar, np.concatenate([speech()] * 8), 16)
     engine = Engine(model, max_sessions=1)
     thread = ServerThread(LiveServer(engine, {"marked": avatar}))
     pause = np.zeros(int(0.6 * SAMPLE_RATE), np.float32)

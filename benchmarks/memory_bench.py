@@ -32,7 +32,8 @@ RESULTS = Path(__file__).parent / "results" / "memory.md"
 
 
 def make_source(path: Path, width: int, height: int, seconds: float) -> Path:
-    """macron_50s upscaled to a height x height square centred on a width x height canvas."""
+    """macron_50s upscaled to a height x height square centred on a width x height canvas;
+    longer than its 50 s, played forward then backward (sound too) until `seconds`."""
     import av
     import cv2
 
@@ -40,16 +41,22 @@ def make_source(path: Path, width: int, height: int, seconds: float) -> Path:
     from casync.media.video import iter_frames
 
     source = SAMPLE_DIR / "video" / "macron_50s.mp4"
-    audio = load_audio(source, 16_000)[: int(seconds * 16_000)]
+    clip = list(iter_frames(source, 25.0))
+    clip_sound = load_audio(source, 16_000)[: len(clip) * 640]
+    n = int(seconds * 25)
+    order = [i % (2 * len(clip)) for i in range(n)]
+    order = [i if i < len(clip) else 2 * len(clip) - 1 - i for i in order]
+    laps = -(-n // len(clip))
+    audio = np.concatenate([clip_sound if k % 2 == 0 else clip_sound[::-1] for k in range(laps)])
+    audio = audio[: int(seconds * 16_000)]
     with av.open(str(path), "w") as container:
         video = container.add_stream("libx264", rate=25)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         video.options = {"preset": "ultrafast", "crf": "20"}
         sound = container.add_stream("aac", rate=16_000)
         sound.layout = "mono"
-        for index, frame in enumerate(iter_frames(source, 25.0)):
-            if index >= int(seconds * 25):
-                break
+        for index in order:
+            frame = clip[index]
             canvas = np.zeros((height, width, 3), np.uint8)
             left = (width - height) // 2
             canvas[:, left : left + height] = cv2.resize(frame, (height, height), cv2.INTER_CUBIC)

@@ -280,6 +280,7 @@ def test_the_page_hears_each_mouth_with_its_own_sound(browser, tmp_path, monkeyp
     frames = marked(sample_frames(SAMPLE, 50))
     clip = write_clip(tmp_path / "marked.mp4", frames, audio=sample_audio(SAMPLE, 2.0))
     avatar = LiveAvatar.from_video("marked", model.generator, clip)
+    model.warm_up(avatar, speech(), 4)  # as the server does: no first-call stall mid-speech
     thread = ServerThread(LiveServer(Engine(model, max_sessions=1), {"marked": avatar}))
     pause = np.zeros(int(0.6 * SAMPLE_RATE), np.float32)
     said = np.concatenate([pause, speech(), pause, speech()[::-1], pause])  # no repeat
