@@ -107,24 +107,31 @@ def high_water_mark(pid: int) -> int:
     return 0
 
 
+def tiny_checkpoint(path: Path) -> Path:
+    """The tiny model with the mel front end, random weights (speed does not depend on them)."""
+    import torch
+
+    from casync.contract import save_generator_checkpoint
+    from casync.model import CASyncNet
+
+    torch.manual_seed(0)
+    save_generator_checkpoint(path, CASyncNet(**TINY), TINY, MEL)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--long-seconds", type=float, default=120.0)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    import torch
-
     from casync.avatar import load_avatar, prepare_avatar
-    from casync.contract import load_generator, save_generator_checkpoint
+    from casync.contract import load_generator
     from casync.inference import Synthesizer
     from casync.inference.source import prepare_source
     from casync.media.audio import load_audio
-    from casync.model import CASyncNet
 
     work = Path(tempfile.mkdtemp(prefix="casync-avatar-bench-"))
-    torch.manual_seed(0)
-    checkpoint = work / "tiny.ckpt"
-    save_generator_checkpoint(checkpoint, CASyncNet(**TINY), TINY, MEL)
+    checkpoint = tiny_checkpoint(work / "tiny.ckpt")
     generator = load_generator(checkpoint)
     speech = load_audio(SAMPLE_DIR / "audio" / "jfk_11s.flac", 16_000)[8000 : 8000 + 3 * 16_000]
     video = looped_source(work / "source60.mp4", 60.0)

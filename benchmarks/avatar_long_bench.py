@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from benchmarks.avatar_bench import MEL, TINY, make_source, prepare_cost
+from benchmarks.avatar_bench import make_source, prepare_cost, tiny_checkpoint
 
 RESULTS = Path(__file__).parent / "results" / "avatar_long.md"
 
@@ -21,16 +21,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=600.0)
     args = parser.parse_args()
-    import torch
-
-    from casync.contract import save_generator_checkpoint
     from casync.media.video import probe_video
-    from casync.model import CASyncNet
 
     work = Path(tempfile.mkdtemp(prefix="casync-avatar-long-"))
-    torch.manual_seed(0)
-    checkpoint = work / "tiny.ckpt"
-    save_generator_checkpoint(checkpoint, CASyncNet(**TINY), TINY, MEL)
+    checkpoint = tiny_checkpoint(work / "tiny.ckpt")
     video = make_source(work / "long1080.mp4", 1920, 1080, args.seconds)
     duration = probe_video(video).duration_s
     if abs(duration - args.seconds) > 1:
