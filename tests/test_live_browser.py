@@ -309,7 +309,7 @@ def test_the_page_hears_each_mouth_with_its_own_sound(browser, tmp_path, monkeyp
     assert abs(np.median(measure.offsets_ms)) <= 40, np.round(measure.offsets_ms)
 
 
-def test_a_killed_browser_frees_its_session_in_seconds(live, tmp_path):
+def test_a_killed_browser_frees_its_session_in_seconds(live, browser, tmp_path):
     """SIGKILL the browser process (no pagehide, no beacon, no DTLS close): its session ends
     once its control socket has been closed for the server's grace (3 s by default), not after
     the ~30 s of ICE consent checks that a peer connection needs to fail."""
@@ -317,8 +317,6 @@ def test_a_killed_browser_frees_its_session_in_seconds(live, tmp_path):
     import socket
     import subprocess
     import time
-
-    from playwright.sync_api import sync_playwright
 
     thread = live[0]
     with socket.socket() as probe:
@@ -332,23 +330,22 @@ def test_a_killed_browser_frees_its_session_in_seconds(live, tmp_path):
         ],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    try:
-        with sync_playwright() as playwright:
-            for _ in range(100):  # until its DevTools endpoint answers
-                try:
-                    browser = playwright.chromium.connect_over_cdp(f"http://127.0.0.1:{port}")
-                    break
-                except Exception:
-                    time.sleep(0.1)
-            page = open_page(browser, thread.url)
-            session = page.evaluate("window.casync.session")
-            assert session in thread.server.engine.sessions
-            chromium.send_signal(signal.SIGKILL)
-            chromium.wait(10)
-            killed = time.monotonic()
-            while session in thread.server.engine.sessions and time.monotonic() < killed + 20:
-                time.sleep(0.05)
-            freed_s = time.monotonic() - killed
+    try:  # the module's Playwright (one per thread) drives it over DevTools
+        for _ in range(100):  # until its DevTools endpoint answers
+            try:
+                killable = browser.browser_type.connect_over_cdp(f"http://127.0.0.1:{port}")
+                break
+            except Exception:
+                time.sleep(0.1)
+        page = open_page(killable, thread.url)
+        session = page.evaluate("window.casync.session")
+        assert session in thread.server.engine.sessions
+        chromium.send_signal(signal.SIGKILL)
+        chromium.wait(10)
+        killed = time.monotonic()
+        while session in thread.server.engine.sessions and time.monotonic() < killed + 20:
+            time.sleep(0.05)
+        freed_s = time.monotonic() - killed
     finally:
         chromium.kill()
     print(f"killed browser's session freed after {freed_s:.1f} s")
