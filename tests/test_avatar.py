@@ -63,7 +63,8 @@ def test_preparing_decodes_the_video_once_and_a_prepared_avatar_loads_at_once(jo
     assert len(decodes) == 1
     assert avatar.n_frames == 100 and avatar.face_found.all()
     assert sorted(p.name for p in avatar.folder.iterdir()) == [
-        "avatar.json", "crops.u8", "face_found.npy", "frames.mp4", "opening.npy", "transforms.npy",
+        "avatar.json", "crops.index.npy", "crops.png", "face_found.npy", "frames.mp4",
+        "opening.npy", "transforms.npy",
     ]  # fmt: skip
     assert not [p for p in avatar.folder.parent.iterdir() if p.name.startswith(".")]  # no temps
     started = time.perf_counter()
@@ -124,9 +125,9 @@ def test_a_stale_avatar_is_refused_with_a_message(job, tmp_path):
     with pytest.raises(AvatarError, match="no avatar.json; an interrupted preparation"):
         load_avatar(copy, generator)
     (copy / "avatar.json").write_text(json.dumps({**meta, "format": 0}))
-    with pytest.raises(AvatarError, match="has format 0; this CASync reads format 2"):
+    with pytest.raises(AvatarError, match="has format 0; this CASync reads format 3"):
         load_avatar(copy, generator)
-    for name in ("crops.u8", "frames.mp4"):
+    for name in ("crops.png", "crops.index.npy", "frames.mp4"):
         (copy / name).symlink_to(avatar.folder / name)
     for change in ({"n_frames": 10**9}, {"n_frames": "many"}, {"idle": {"start": 5, "stop": 2}}):
         (copy / "avatar.json").write_text(json.dumps({**meta, **change}))

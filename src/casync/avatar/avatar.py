@@ -10,7 +10,7 @@ memory. Then the reference (the closed-mouth frame, as training chooses it) and 
 without it, or with another format, checkpoint or source, is never used silently.
 
 Folder layout (format `FORMAT_VERSION`): avatar.json (settings, keys, idle loop, report),
-frames.mp4, crops.u8, transforms.npy, face_found.npy, opening.npy.
+frames.mp4, crops.png + crops.index.npy, transforms.npy, face_found.npy, opening.npy.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from casync.avatar.frames import CropWriter, FrameReader, FrameWriter, read_crops
+from casync.avatar.frames import CropStore, CropWriter, FrameReader, FrameWriter, read_crops
 from casync.avatar.idle import IdleLoop, choose_idle, cuts, head_motion, user_idle
 from casync.contract import LoadedGenerator
 from casync.data.cache import validate_name
@@ -38,7 +38,7 @@ from casync.media.audio import SILENCE_DBFS, frame_levels_dbfs, load_audio
 from casync.media.video import iter_frames, prefetch, probe_video
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 2  # 2: the idle loop says whether it is quiet
+FORMAT_VERSION = 3  # 2: the idle loop says whether it is quiet; 3: PNG crops
 ARRAYS = ("transforms", "face_found", "opening")
 NOISE_MARGIN_DB = 10.0  # speech is this far above the recording's noise floor
 
@@ -64,7 +64,7 @@ class Avatar:
     display_matrix: tuple[int, ...] | None
     idle: IdleLoop
     frames: FrameReader  # random access to the stored frames
-    crops: np.ndarray  # (N, S, S, 3) uint8, lossless, memory-mapped
+    crops: CropStore  # (N, S, S, 3) uint8 by index, lossless (PNG)
     meta: dict
     track = None  # landmarks are not kept (`SourceVideo` compatibility)
 
@@ -77,7 +77,7 @@ class Avatar:
         return self.idle.start, self.idle.stop
 
     def crop(self, index: int) -> np.ndarray:
-        return np.array(self.crops[index])  # a writable copy, not a view of the map
+        return self.crops[index]  # decoded: a fresh array
 
     def iter_frames(self, count: int):
         return (self.frames[i] for i in range(count))
@@ -87,6 +87,7 @@ class Avatar:
 
     def close(self) -> None:
         self.frames.close()
+        self.crops.close()
 
 
 def checkpoint_key(generator: LoadedGenerator) -> str:
@@ -155,7 +156,7 @@ def prepare_avatar(
 def _write_folder(work: Path, video: Path, generator, info, idle_s, idle_seconds) -> dict:
     fps, size = generator.fps, generator.crop_size
     frames = FrameWriter(work / "frames.mp4", fps, info.width, info.height)
-    crops = CropWriter(work / "crops.u8")
+    crops = CropWriter(work / "crops.png")
 
     change, previous = [], None  # mean crop change into each frame: a cut shows as a spike
 
@@ -263,7 +264,7 @@ def _opened(folder: Path, meta: dict) -> Avatar:
     in_range = 0 <= start < stop <= n and 0 <= reference < n
     if any(len(a) != n for a in arrays.values()) or not in_range:
         raise ValueError(f"avatar.json says {n} frames; its arrays, idle loop or reference do not")
-    crops = read_crops(folder / "crops.u8", n, size)
+    crops = read_crops(folder / "crops.png", n, size)
     return Avatar(
         folder=folder, path=Path(str(meta["source"]["path"])), fps=float(meta["fps"]),
         crop_size=size, frame_size=tuple(int(v) for v in meta["frame_size"]),
