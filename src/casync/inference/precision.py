@@ -35,6 +35,7 @@ import torch
 
 from casync.atomic import atomic_path
 from casync.model import CASyncNet
+from casync.model.fold import folded
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -87,6 +88,7 @@ def build_generator(
     at `resolve_precision(precision, device)`. `net` is left in fp32 for the fp32 path only."""
     device = torch.device(device)
     precision = resolve_precision(precision, device)
+    net = folded(net)  # BatchNorm into its convolution (model.norm=batch); GroupNorm stays
     if precision == "int8":
         return Int8Generator(net, cache_dir)
     net = net.eval().to(device, memory_format=torch.channels_last)

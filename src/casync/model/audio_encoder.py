@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from casync.model.blocks import norm_layer
+
 
 def conv1d_as_matmul(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
     """`conv(x)` for a stride-1, 'same'-padded Conv1d, as one matrix product over the stacked
@@ -24,12 +26,12 @@ def conv1d_as_matmul(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
 
 
 class AudioConvLayer(nn.Module):
-    """Conv1d + GroupNorm + SiLU, residual when shapes allow."""
+    """Conv1d + its norm + SiLU, residual when shapes allow."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, norm: str = "group") -> None:
         super().__init__()
         self.conv = nn.Conv1d(in_channels, out_channels, 3, padding=1, bias=False)
-        self.norm = nn.GroupNorm(8 if out_channels % 8 == 0 else 1, out_channels)
+        self.norm = norm_layer(norm, out_channels, dims=1)
         self.act = nn.SiLU(inplace=True)
         self.residual = in_channels == out_channels
 
@@ -49,15 +51,16 @@ class AudioEncoder(nn.Module):
         channels: int,
         dim: int,
         num_layers: int = 7,
+        norm: str = "group",
     ) -> None:
         super().__init__()
         if num_layers < 2:
             raise ValueError(f"audio_layers must be at least 2, got {num_layers}")
         self.input_norm = nn.LayerNorm(feature_dim)
         self.layers = nn.Sequential(
-            AudioConvLayer(feature_dim, channels),
-            *[AudioConvLayer(channels, channels) for _ in range(num_layers - 2)],
-            AudioConvLayer(channels, dim),
+            AudioConvLayer(feature_dim, channels, norm),
+            *[AudioConvLayer(channels, channels, norm) for _ in range(num_layers - 2)],
+            AudioConvLayer(channels, dim, norm),
         )
 
     def forward(self, window: torch.Tensor) -> torch.Tensor:

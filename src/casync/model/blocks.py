@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+NORMS = ("group", "batch")  # model.norm: GroupNorm, or BatchNorm (folds into the convolution)
+
 
 def group_norm(channels: int) -> nn.GroupNorm:
     """GroupNorm with up to 8 groups: batch-size independent, so batch 1 inference matches training."""
@@ -12,13 +14,26 @@ def group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(groups, channels)
 
 
-class ConvNormAct(nn.Sequential):
-    """A dense 3x3 convolution, GroupNorm, SiLU."""
+def norm_layer(norm: str, channels: int, dims: int = 2) -> nn.Module:
+    """`norm` ("group" | "batch") over `channels` of a `dims`-D convolution's output. BatchNorm
+    at inference is a per-channel affine map that `casync.model.fold` merges into the
+    convolution before it; GroupNorm depends on each sample's data and cannot be merged."""
+    if norm == "group":
+        return group_norm(channels)
+    if norm == "batch":
+        return nn.BatchNorm2d(channels) if dims == 2 else nn.BatchNorm1d(channels)
+    raise ValueError(f"model.norm={norm!r}: one of {', '.join(NORMS)}")
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+
+class ConvNormAct(nn.Sequential):
+    """A dense 3x3 convolution, its norm, SiLU."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, stride: int = 1, norm: str = "group"
+    ) -> None:
         super().__init__(
             nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False),
-            group_norm(out_channels),
+            norm_layer(norm, out_channels),
             nn.SiLU(inplace=True),
         )
 
@@ -26,13 +41,15 @@ class ConvNormAct(nn.Sequential):
 class DepthwiseSeparableConv(nn.Sequential):
     """Depthwise 3x3 (optionally strided) then pointwise 1x1: ~1/9 the MACs of a dense 3x3."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, stride: int = 1, norm: str = "group"
+    ) -> None:
         super().__init__(
             nn.Conv2d(in_channels, in_channels, 3, stride, 1, groups=in_channels, bias=False),
-            group_norm(in_channels),
+            norm_layer(norm, in_channels),
             nn.SiLU(inplace=True),
             nn.Conv2d(in_channels, out_channels, 1, bias=False),
-            group_norm(out_channels),
+            norm_layer(norm, out_channels),
             nn.SiLU(inplace=True),
         )
 
@@ -40,10 +57,11 @@ class DepthwiseSeparableConv(nn.Sequential):
 class ResidualDSBlock(nn.Module):
     """Two depthwise-separable convolutions with an identity shortcut."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, norm: str = "group") -> None:
         super().__init__()
         self.body = nn.Sequential(
-            DepthwiseSeparableConv(channels, channels), DepthwiseSeparableConv(channels, channels)
+            DepthwiseSeparableConv(channels, channels, norm=norm),
+            DepthwiseSeparableConv(channels, channels, norm=norm),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -53,10 +71,11 @@ class ResidualDSBlock(nn.Module):
 class ResidualConvBlock(nn.Module):
     """Two dense 3x3 convolutions with a (projected) shortcut: the decoder's workhorse."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, norm: str = "group") -> None:
         super().__init__()
         self.body = nn.Sequential(
-            ConvNormAct(in_channels, out_channels), ConvNormAct(out_channels, out_channels)
+            ConvNormAct(in_channels, out_channels, norm=norm),
+            ConvNormAct(out_channels, out_channels, norm=norm),
         )
         self.shortcut = (
             nn.Identity()

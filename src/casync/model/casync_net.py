@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from casync.model.audio_encoder import AudioEncoder
+from casync.model.blocks import NORMS
 from casync.model.decoder import Decoder
 from casync.model.face_encoder import FaceEncoder
 from casync.model.fusion import Fusion
@@ -36,8 +37,13 @@ class CASyncNet(nn.Module):
         fusion_heads: int = 8,
         fusion_depth: int = 4,
         width_multiplier: float = 1.0,
+        norm: str = "group",
     ) -> None:
+        """`norm`: "group" (GroupNorm, the default) or "batch" (BatchNorm: folded into the
+        convolutions for inference, `casync.model.fold`)."""
         super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"model.norm={norm!r}: one of {', '.join(NORMS)}")
         if len(decoder_channels) != len(encoder_channels) - 1:
             raise ValueError(
                 f"decoder_channels needs one entry per skip: {len(encoder_channels) - 1} for "
@@ -54,15 +60,17 @@ class CASyncNet(nn.Module):
         self.audio_window = audio_window
         in_channels = 3 + 1 + (3 if use_reference else 0)  # masked crop, mask, reference
 
-        self.face_encoder = FaceEncoder(in_channels, enc, encoder_res_blocks)
+        self.norm = norm
+        self.face_encoder = FaceEncoder(in_channels, enc, encoder_res_blocks, norm)
         self.audio_encoder = AudioEncoder(
             audio_feature_dim,
             scale_width(audio_channels, width_multiplier),
             fusion_width,
             audio_layers,
+            norm,
         )
         self.fusion = Fusion(enc[-1], fusion_width, fusion_heads, fusion_depth, bottleneck**2)
-        self.decoder = Decoder(enc, dec, decoder_res_blocks)
+        self.decoder = Decoder(enc, dec, decoder_res_blocks, norm)
 
     def encode_face(
         self, masked: torch.Tensor, mask: torch.Tensor, reference: torch.Tensor | None = None

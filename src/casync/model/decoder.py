@@ -16,13 +16,18 @@ class UpBlock(nn.Module):
     channel), with the input's share done at low resolution and no wide high-res concat."""
 
     def __init__(
-        self, in_channels: int, skip_channels: int, out_channels: int, num_res_blocks: int
+        self,
+        in_channels: int,
+        skip_channels: int,
+        out_channels: int,
+        num_res_blocks: int,
+        norm: str = "group",
     ) -> None:
         super().__init__()
         self.merge_input = nn.Conv2d(in_channels, out_channels, 1, bias=False)
         self.merge_skip = nn.Conv2d(skip_channels, out_channels, 1, bias=False)
         self.blocks = nn.Sequential(
-            *[ResidualConvBlock(out_channels, out_channels) for _ in range(num_res_blocks)]
+            *[ResidualConvBlock(out_channels, out_channels, norm) for _ in range(num_res_blocks)]
         )
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
@@ -32,7 +37,11 @@ class UpBlock(nn.Module):
 
 class Decoder(nn.Module):
     def __init__(
-        self, encoder_channels: list[int], channels: list[int], num_res_blocks: int
+        self,
+        encoder_channels: list[int],
+        channels: list[int],
+        num_res_blocks: int,
+        norm: str = "group",
     ) -> None:
         """encoder_channels: high-res first, as the FaceEncoder; channels: decoder widths,
         low-res first (one per skip)."""
@@ -40,7 +49,7 @@ class Decoder(nn.Module):
         skips = encoder_channels[:-1][::-1]  # low-res first
         ins = [encoder_channels[-1], *channels[:-1]]
         self.up_blocks = nn.ModuleList(
-            UpBlock(c_in, c_skip, c_out, num_res_blocks)
+            UpBlock(c_in, c_skip, c_out, num_res_blocks, norm)
             for c_in, c_skip, c_out in zip(ins, skips, channels, strict=True)
         )
         # Sub-pixel output: 3x(2x2) values per half-resolution position -> full-resolution RGB.

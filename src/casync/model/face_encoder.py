@@ -17,10 +17,14 @@ from casync.model.blocks import ConvNormAct, DepthwiseSeparableConv, ResidualDSB
 class DownBlock(nn.Module):
     """Halve the resolution with a strided depthwise-separable conv, then refine."""
 
-    def __init__(self, in_channels: int, out_channels: int, num_res_blocks: int) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, num_res_blocks: int, norm: str = "group"
+    ) -> None:
         super().__init__()
-        self.down = DepthwiseSeparableConv(in_channels, out_channels, stride=2)
-        self.blocks = nn.Sequential(*[ResidualDSBlock(out_channels) for _ in range(num_res_blocks)])
+        self.down = DepthwiseSeparableConv(in_channels, out_channels, stride=2, norm=norm)
+        self.blocks = nn.Sequential(
+            *[ResidualDSBlock(out_channels, norm) for _ in range(num_res_blocks)]
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(self.down(x))
@@ -31,11 +35,15 @@ class FaceEncoder(nn.Module):
     half resolution: full-resolution layers with few channels are memory-bound and were the
     slowest part of the network on CPU, for a small share of its MACs."""
 
-    def __init__(self, in_channels: int, channels: list[int], num_res_blocks: int) -> None:
+    def __init__(
+        self, in_channels: int, channels: list[int], num_res_blocks: int, norm: str = "group"
+    ) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.PixelUnshuffle(2), ConvNormAct(4 * in_channels, channels[0]))
+        stem = ConvNormAct(4 * in_channels, channels[0], norm=norm)
+        self.stem = nn.Sequential(nn.PixelUnshuffle(2), stem)
         self.down_blocks = nn.ModuleList(
-            DownBlock(c_in, c_out, num_res_blocks) for c_in, c_out in itertools.pairwise(channels)
+            DownBlock(c_in, c_out, num_res_blocks, norm)
+            for c_in, c_out in itertools.pairwise(channels)
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:

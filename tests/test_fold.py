@@ -1,0 +1,64 @@
+"""model.norm=batch: BatchNorm folds into the convolutions for inference, the folded network
+computes what the unfolded one does, GroupNorm networks (every checkpoint so far) are left as
+they are, and the paper size keeps its parameter count."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from casync.inference.precision import build_generator
+from casync.model import CASyncNet
+from casync.model.fold import folded, has_batch_norm
+
+TINY = {"width_multiplier": 0.25, "audio_feature_dim": 80, "audio_window": 10}
+
+
+def inputs(batch: int = 3):
+    torch.manual_seed(1)
+    return (
+        torch.rand(batch, 3, 160, 160),
+        torch.ones(batch, 1, 160, 160),
+        torch.randn(batch, 10, 80),
+        torch.rand(batch, 3, 160, 160),
+    )
+
+
+def trained_batch_norm_net() -> CASyncNet:
+    """A BatchNorm network whose running statistics and affine weights are not the identity."""
+    torch.manual_seed(0)
+    net = CASyncNet(**TINY, norm="batch").train()
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+        for _ in range(3):  # running statistics from data
+            net(*inputs(4))
+    return net.eval()
+
+
+def test_the_folded_network_computes_the_same_crops_without_batch_norm():
+    net = trained_batch_norm_net()
+    assert has_batch_norm(net)
+    with torch.no_grad():
+        expected = net(*inputs())
+        fold = folded(net)
+        got = fold(*inputs())
+    assert not has_batch_norm(fold) and has_batch_norm(net)  # a copy: the original keeps its own
+    assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
+    generator = build_generator(net, "fp32", "cpu")  # what inference runs: folded
+    assert not has_batch_norm(generator)
+    with torch.no_grad():
+        assert torch.allclose(generator(*inputs()), expected, atol=1e-5)
+
+
+def test_group_norm_networks_are_left_as_they_are_and_the_paper_size_holds():
+    net = CASyncNet(**TINY)
+    assert folded(net) is net
+    assert net.norm == "group" and CASyncNet(**TINY, norm="batch").norm == "batch"
+    paper = sum(p.numel() for p in CASyncNet().parameters())
+    assert paper == sum(p.numel() for p in CASyncNet(norm="batch").parameters()) == 19_777_164
+    with pytest.raises(ValueError, match="model.norm='layer': one of group, batch"):
+        CASyncNet(**TINY, norm="layer")
