@@ -14,9 +14,11 @@ from pathlib import Path
 import optuna
 import pytest
 from conftest import compose_config
+from hydra import initialize_config_dir
 from omegaconf import OmegaConf
 from test_training import tiny_overrides
 
+from casync.sweep import CONFIG_DIR, compose_trial, worker_overrides
 from casync.training.search import StopAt, open_study, suggest, trial_values
 
 REPO = Path(__file__).resolve().parents[1]
@@ -165,3 +167,23 @@ def test_a_study_keeps_its_objectives_and_stops_at_n_complete(tmp_path):
                                       f"sweep.dir={tmp_path}", "sweep.study_name=casync_s1"])  # fmt: skip
     with pytest.raises(ValueError, match="optimizes \\['minimize'\\].*another sweep.study_name"):
         open_study(pareto.sweep)
+
+
+def test_trials_get_the_workers_overrides_unresolved():
+    """A per-trial interpolation in a worker override (a cache folder per front end) must reach
+    each trial as typed: resolved in the worker, every trial would read the worker's audio
+    option's cache (the GRID sweep's first mel trial failed so)."""
+    given = OmegaConf.create({
+        "task": ["paths.cache_dir=caches/${hydra:runtime.choices.audio}", "speaker.name=s1"],
+        "hydra": ["hydra.searchpath=[file:///x]", "hydra.job.chdir=false"],
+    })  # fmt: skip
+    assert worker_overrides(given) == [
+        "paths.cache_dir=caches/${hydra:runtime.choices.audio}", "speaker.name=s1",
+        "hydra.searchpath=[file:///x]",
+    ]  # fmt: skip
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        caches = {
+            audio: compose_trial([*worker_overrides(given)[:2], f"audio={audio}"]).paths.cache_dir
+            for audio in ("mel", "whisper_tiny")
+        }
+    assert caches == {"mel": "caches/mel", "whisper_tiny": "caches/whisper_tiny"}

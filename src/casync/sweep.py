@@ -10,7 +10,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 import casync.run_dir  # noqa: F401  (registers the resolvers hydra.run.dir uses)
 from casync.cli import command
@@ -27,6 +27,16 @@ def compose_trial(overrides: list[str]) -> DictConfig:
     return cfg
 
 
+def worker_overrides(given: DictConfig) -> list[str]:
+    """The worker's command-line overrides, as typed: each trial composes with them. Read
+    unresolved: OmegaConf would resolve an interpolation inside an override (e.g. `paths.cache_dir=
+    cache_${hydra:runtime.choices.audio}`) to the worker's value, not the trial's. Trials compose
+    from the same config folders (`hydra.searchpath=[...]` adds some)."""
+    task = OmegaConf.to_container(given.task, resolve=False)
+    hydra_ = OmegaConf.to_container(given.hydra, resolve=False)
+    return [*task, *(o for o in hydra_ if o.startswith("hydra.searchpath"))]
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def hydra_main(cfg: DictConfig) -> None:
     from casync.cli import exit_on_bad_input
@@ -38,11 +48,7 @@ def hydra_main(cfg: DictConfig) -> None:
                 "casync.sweep needs a search: hparams_search=optuna (lip-sync objective) or "
                 "hparams_search=optuna_pareto (objective vs training minutes)"
             )
-        overrides = list(HydraConfig.get().overrides.task)
-        # trials compose from the same config folders (hydra.searchpath=[...] adds some)
-        overrides += [
-            o for o in HydraConfig.get().overrides.hydra if o.startswith("hydra.searchpath")
-        ]
+        overrides = worker_overrides(HydraConfig.get().overrides)
         study = run_sweep(cfg, overrides, compose_trial)
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
     log.info("study %s: %d trials, %d complete", study.study_name, len(study.trials), len(done))
