@@ -267,12 +267,12 @@ def test_the_built_in_avatar_opens_its_mouth_when_the_microphone_speaks(trained,
 
 # -- audio-video sync as the page receives it ----------------------------------------------------
 def test_the_page_hears_each_mouth_with_its_own_sound(browser, tmp_path, monkeypatch):
-    """What the page receives (its MediaRecorder's webm of the <video>'s stream): each video
-    frame's tick from the source-frame index drawn on it, each tick's sound found in the received
-    audio by correlation; the video must not run ahead of or behind its audio by more than 40 ms
-    (median over the talking frames, speech starting 2 s after the page opened)."""
+    """What the page plays: each presented video frame's tick from the source-frame index drawn
+    on it, each tick's sound placed among the packets the audio receiver played by their audio
+    levels; the video must not run ahead of or behind its audio by more than 40 ms (median over
+    the talking frames, speech starting 2 s after the page opened)."""
     import casync.live.server as server_module
-    from tests.live_sync import marked, measure_sync, tapped_output
+    from tests.live_sync import marked, measure_playout, record_playout, tapped_output
 
     sent: list = []
     monkeypatch.setattr(server_module, "SessionOutput", tapped_output(sent))
@@ -286,23 +286,25 @@ def test_the_page_hears_each_mouth_with_its_own_sound(browser, tmp_path, monkeyp
     said = np.concatenate([pause, speech(), pause, speech()[::-1], pause])  # no repeat
     wav = tmp_path / "say.wav"
     soundfile.write(wav, said, SAMPLE_RATE, subtype="PCM_16")
-    try:
-        page = open_page(browser, thread.url)
-        page.click("#unmute")
-        page.wait_for_timeout(2000)
-        page.evaluate("window.casync.recordMedia()")
+
+    def say() -> None:
         page.set_input_files("#file", str(wav))
         page.wait_for_function(
             "window.casync.events.some(e => e.type === 'speech_ended')", timeout=20_000
         )
         page.wait_for_timeout(600)
-        data = base64.b64decode(page.evaluate("window.casync.stopMedia()"))
+
+    try:
+        page = open_page(browser, thread.url)
+        page.click("#unmute")
+        page.wait_for_timeout(2000)
+        record = record_playout(page, say)
         held = page.evaluate("window.casync.videoHeldMs")
         page.close(run_before_unload=True)
     finally:
         thread.stop()
 
-    measure = measure_sync(data, sent)
+    measure = measure_playout(record, sent)
     print(f"{measure.summary()}; video held {held} ms")
     assert measure.placed > 0.9 * measure.frames, measure.summary()
     assert len(measure.offsets_ms) >= 40, measure.summary()
