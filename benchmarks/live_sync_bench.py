@@ -129,8 +129,9 @@ def write(rows, engine: Engine) -> None:
         f"{os.cpu_count()} cores (load average at the end {load[0]:.1f} / {load[1]:.1f} / "
         f"{load[2]:.1f}); Chromium with sound on, one session talking once a minute. Offset = "
         "when the page presents a frame (requestVideoFrameCallback) - when the first sample of "
-        "its sound is handed to the audio device (getSynchronizationSources), negative: the "
-        "mouth early; target within +-40 ms.",
+        "its sound is handed to the audio device (getSynchronizationSources) plus the device's "
+        "output latency (AudioContext.outputLatency), negative: the mouth early; target within "
+        "+-40 ms.",
         "",
         "| when | median | p10 | p90 | talking frames | video held by the page | server RSS |",
         "|---|---:|---:|---:|---:|---:|---:|",
