@@ -9,7 +9,9 @@ Writes benchmarks/results/inference.md (or inference_<device>.md for a GPU). Wei
 only cost matters. All models run in the same process, measured in interleaved rounds (the
 median round is reported), so a busy machine slows every row alike and the ratios stay fair.
 Precisions go through `casync.inference.precision` (bf16 weights; onnxruntime static int8), the
-same code the Synthesizer runs, for CASync and Wav2Lip alike.
+same code the Synthesizer runs, for CASync and Wav2Lip alike; BatchNorm is folded into the
+convolution before it in every graph (`casync.model.fold`: Wav2Lip's, and CASync's with
+`model.norm=batch`).
 """
 
 from __future__ import annotations
@@ -87,7 +89,9 @@ def model_rows(device: torch.device, seconds: float, rounds: int, work: Path) ->
         models = {
             WAV2LIP: Wav2LipGenerator(),
             "CASync (paper size, 160x160)": CASyncNet(**FULL),
+            "CASync (paper size, BatchNorm folded)": CASyncNet(**FULL, norm="batch"),
             "CASync tiny (width 0.25, mel)": CASyncNet(**TINY),
+            "CASync tiny, BatchNorm folded": CASyncNet(**TINY, norm="batch"),
         }
         for name, model in models.items():
             stats = model_complexity(model.eval(), model.example_inputs(1))

@@ -62,3 +62,24 @@ def test_group_norm_networks_are_left_as_they_are_and_the_paper_size_holds():
     assert paper == sum(p.numel() for p in CASyncNet(norm="batch").parameters()) == 19_777_164
     with pytest.raises(ValueError, match="model.norm='layer': one of group, batch"):
         CASyncNet(**TINY, norm="layer")
+
+
+def test_a_transposed_convolution_folds_too():
+    """Wav2Lip's up-sampling blocks (ConvTranspose2d + BatchNorm): the bench runs both networks
+    through the same `build_generator`, so both are folded."""
+    from benchmarks.wav2lip import Wav2LipGenerator
+
+    torch.manual_seed(0)
+    net = Wav2LipGenerator().train()
+    example = net.example_inputs(2)
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+        net(*example)  # running statistics from data
+    net.eval()
+    fold = folded(net)
+    assert not has_batch_norm(fold) and has_batch_norm(net)
+    with torch.no_grad():
+        torch.testing.assert_close(fold(*example), net(*example), atol=1e-4, rtol=1e-4)

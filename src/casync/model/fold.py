@@ -15,7 +15,7 @@ import copy
 import torch
 from torch import nn
 
-CONVS = (nn.Conv1d, nn.Conv2d)
+CONVS = (nn.Conv1d, nn.Conv2d, nn.ConvTranspose1d, nn.ConvTranspose2d)
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 
 
@@ -28,7 +28,13 @@ def fold_into(conv: nn.Conv1d | nn.Conv2d, norm: nn.BatchNorm1d | nn.BatchNorm2d
     """`conv` followed by `norm` (eval statistics) becomes `conv` alone."""
     scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)  # (C_out,)
     bias = conv.bias if conv.bias is not None else torch.zeros_like(norm.running_mean)
-    conv.weight.mul_(scale.reshape(-1, *[1] * (conv.weight.dim() - 1)))
+    trailing = [1] * (conv.weight.dim() - 2)
+    if isinstance(conv, (nn.ConvTranspose1d, nn.ConvTranspose2d)):  # weight (C_in, C_out / g, ...)
+        if conv.groups != 1:
+            raise ValueError(f"{conv}: folding a grouped transposed convolution is not supported")
+        conv.weight.mul_(scale.reshape(1, -1, *trailing))
+    else:  # weight (C_out, C_in / g, ...)
+        conv.weight.mul_(scale.reshape(-1, 1, *trailing))
     conv.bias = nn.Parameter((bias - norm.running_mean) * scale + norm.bias)
 
 
