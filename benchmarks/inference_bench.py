@@ -21,6 +21,8 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as casync.infer sets it; before torch
 
 import argparse
+import hashlib
+import json
 import platform
 import statistics
 import sys
@@ -139,13 +141,20 @@ def end_to_end(
     from casync.media.audio import load_audio
 
     work = Path(tempfile.mkdtemp(prefix="casync-bench-"))
-    torch.manual_seed(0)
-    save_generator_checkpoint(work / "model.ckpt", CASyncNet(**model), model, MEL)
+    # one checkpoint file per model, kept beside the track cache: the avatar cache is keyed by
+    # the checkpoint's bytes, so a fresh file per run (its own timestamp) would re-track each run
+    checkpoint = (
+        cache
+        / f"model-{hashlib.sha1(json.dumps(model, sort_keys=True).encode()).hexdigest()[:12]}.ckpt"
+    )
+    if not checkpoint.is_file():
+        torch.manual_seed(0)
+        save_generator_checkpoint(checkpoint, CASyncNet(**model), model, MEL)
     audio: Path | np.ndarray = SAMPLES / "audio" / "jfk_11s.flac"
     if audio_s is not None:
         audio = load_audio(audio, SAMPLE_RATE)[: int(audio_s * SAMPLE_RATE)]
     synth = Synthesizer.from_checkpoint(
-        work / "model.ckpt", device=device, track_cache_dir=cache, progress=False,
+        checkpoint, device=device, track_cache_dir=cache, progress=False,
         precision=precision, face_cache_mb=face_cache_mb,
     )  # fmt: skip
     return synth.synthesize(video, audio, work / "out.mp4")
