@@ -162,7 +162,7 @@ def packet_shift(packet: np.ndarray, dbov: np.ndarray, sent_dbov: np.ndarray) ->
         )
     # aiortc's Opus resampler holds a few samples back, so the packet sent with chunk j (and its
     # level) carries chunk j - 1's sound: checked against the RTP timestamps with their random
-    # origin pinned to 0 (the shift found was one more than the true one in three sessions)
+    # origin pinned to 0 (the shift found was one more than the true one, three times out of three)
     return best - 1
 
 
@@ -248,10 +248,8 @@ def measure_playout(record: dict, sent: list[SentFrame]) -> SyncMeasure:
     first_guess = first_tick + (playing + shift) / per_tick
     ticks = frame_ticks(shown_ms / 1000, marks, source_of_tick, first_guess - first_tick)
     talking = np.array([f.talking for f in sent])
-    offsets = [
-        at - heard_ms(first_tick + k)
-        for at, k in zip(shown_ms, ticks, strict=True)
-        if k >= 0 and talking[k] and np.isfinite(heard_ms(first_tick + k))
-    ]
+    heard = {k: heard_ms(first_tick + k) for k in set(ticks.tolist()) if k >= 0 and talking[k]}
+    offsets = [at - heard[k] for at, k in zip(shown_ms, ticks, strict=True) if k in heard]
+    offsets = [offset for offset in offsets if np.isfinite(offset)]
     latency_ms = 1000 * float(record.get("output_latency_s") or 0.0)
     return SyncMeasure(np.array(offsets), len(frames), int((ticks >= 0).sum()), latency_ms)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from casync.avatar.frames import CropStore, CropWriter, FrameReader, FrameWriter, read_crops
+from casync.avatar.frames import CropStore, CropWriter, FrameReader, FrameWriter
 from casync.avatar.idle import IdleLoop, choose_idle, cuts, head_motion, user_idle
 from casync.contract import LoadedGenerator
 from casync.data.cache import validate_name
@@ -264,7 +264,7 @@ def _opened(folder: Path, meta: dict) -> Avatar:
     in_range = 0 <= start < stop <= n and 0 <= reference < n
     if any(len(a) != n for a in arrays.values()) or not in_range:
         raise ValueError(f"avatar.json says {n} frames; its arrays, idle loop or reference do not")
-    crops = read_crops(folder / "crops.png", n, size)
+    crops = CropStore(folder / "crops.png", n, size)
     return Avatar(
         folder=folder, path=Path(str(meta["source"]["path"])), fps=float(meta["fps"]),
         crop_size=size, frame_size=tuple(int(v) for v in meta["frame_size"]),

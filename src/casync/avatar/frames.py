@@ -169,7 +169,3 @@ class CropStore:
 
     def close(self) -> None:
         os.close(self._fd)
-
-
-def read_crops(path: Path, n_frames: int, size: int) -> CropStore:
-    return CropStore(path, n_frames, size)
