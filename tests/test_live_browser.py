@@ -47,6 +47,20 @@ PAUSE_S, REPEATS = 1.5, 2
 TALKING = 12.0  # mean |received - idle source| in the mouth region above this: a generated mouth
 
 
+@pytest.fixture(scope="module", autouse=True)
+def live_threads():
+    """The network's torch threads as `python -m casync.live` sets them (conf/live.yaml): on 2
+    cores beside a browser, two threads would stall each other's ticks (measured: a talking
+    tick 19 ms with one thread, 170 ms with two while the other core is busy)."""
+    import torch
+    from omegaconf import OmegaConf
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(OmegaConf.load(REPO / "conf" / "live.yaml").threads)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     work = tmp_path_factory.mktemp("live_browser")

@@ -264,6 +264,50 @@ def test_speech_in_real_time_leaves_as_soon_as_its_window_is_complete(model_and_
     assert session.queued_s() == 0
 
 
+def test_a_slow_machine_drops_pictures_but_its_sound_keeps_the_wall_clock(
+    model_and_avatar, monkeypatch
+):
+    """The real clock, mouths that take 100 ms to generate (2.5 ticks): each second still sends
+    a second of sound, all of the speech in order with nothing lost or repeated, while pictures
+    are skipped. (A stream that slipped sent 40 ms per 100 ms: the browser plays concealment
+    for each slip and its sound falls ever further behind the mouth.)"""
+    import asyncio
+    import time
+
+    model = model_and_avatar[0]
+    generate = model.generate
+
+    def slow_generate(items):
+        time.sleep(0.1)
+        return generate(items)
+
+    monkeypatch.setattr(model, "generate", slow_generate)
+    engine, session, frames, _ = open_session(model_and_avatar, time.monotonic)
+    said = speech()
+    session.push_audio(said)
+    session.flush()
+
+    async def run_for(seconds: float) -> float:
+        stop = asyncio.Event()
+        task = asyncio.create_task(engine.run(stop))
+        started = time.monotonic()
+        await asyncio.sleep(seconds)
+        stop.set()
+        await task
+        return time.monotonic() - started
+
+    elapsed = asyncio.run(run_for(1.5))
+    assert len(frames) >= 0.85 * elapsed * 25, f"{len(frames)} ticks in {elapsed:.2f} s"
+    pictures = [f for f in frames if f.image is not None]
+    assert 0 < len(pictures) < 0.6 * len(frames)  # one tick in ~3 was drawn
+    assert engine.metrics.dropped_frames == len(frames) - len(pictures)
+    sound = np.concatenate([f.audio for f in frames]).astype(np.float32) / 32767
+    start = int(np.flatnonzero(np.abs(sound) > 0)[0])
+    played = sound[start : start + min(len(said), len(sound) - start)]
+    first = int(np.flatnonzero(np.abs(said) > 0)[0])
+    assert np.abs(played - said[first : first + len(played)]).max() < 1e-3
+
+
 def test_a_full_engine_says_so_and_a_closed_session_frees_its_place(model_and_avatar):
     engine, session, _, _ = open_session(model_and_avatar, max_sessions=1)
     with pytest.raises(SessionsFull, match="max_sessions"):

@@ -131,12 +131,16 @@ class Engine:
         max_sessions: int = 8,
         silence_dbfs: float | None = SILENCE_DBFS,
         max_batch: int = 16,
+        max_behind_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`max_behind_s`: how far the ticks may fall behind the wall clock and still be caught
+        up (their sound sent at once); further behind, the clock resets."""
         self.model = model
         self.max_sessions = max_sessions
         self.silence_dbfs = silence_dbfs
         self.max_batch = max_batch
+        self.max_behind_s = max_behind_s
         self.clock = clock
         self.sessions: dict[str, Session] = {}
         self.metrics = LiveMetrics()
@@ -177,11 +181,21 @@ class Engine:
             session.close()
 
     # -- the tick --------------------------------------------------------------------------------
-    def tick(self) -> None:
+    def tick(self, render: bool = True) -> None:
         """One 40 ms step: plan every session, generate the talking ones' mouths in batches,
-        blend, and emit one frame + its audio per session."""
+        blend, and emit one frame + its audio per session. `render=False` (catching up): each
+        session's tick advances and its audio goes out, with no picture and no network."""
         started = self.clock()
         plans = [(s, s.plan()) for s in list(self.sessions.values())]
+        if not render:
+            for session, plan in plans:
+                if not session.closed:
+                    shown = session.generated(plan, None)
+                    audio = (np.clip(plan.audio, -1, 1) * 32767).astype(np.int16)
+                    session.emit(
+                        LiveFrame(plan.tick, None, audio, shown is not None, plan.source_index)
+                    )
+            return
         talking = [(s, p) for s, p in plans if p.speech is not None]
         crops = {}
         for start in range(0, len(talking), self.max_batch):
@@ -221,8 +235,14 @@ class Engine:
     # -- the clock -------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Tick every 1/fps seconds until `stop` is set; ticks run in one worker thread so the
-        event loop stays free for the network. A tick that ends past its slot is counted late;
-        the clock then resets rather than bursting to catch up."""
+        event loop stays free for the network.
+
+        The stream keeps the wall clock: when a tick ends past the next slot (a busy machine),
+        the ticks missed go out at once without pictures (`tick(render=False)`: the sound on
+        time, the last picture held), and are counted as dropped frames. A stream that slipped
+        instead would leave the browser's audio buffer behind by each slip (it plays concealment
+        and never catches up), and the mouth ahead of its sound for good. Past `max_behind_s`
+        (a stopped process) the clock resets."""
         loop = asyncio.get_running_loop()
         with ThreadPoolExecutor(1, thread_name_prefix="casync-live-tick") as worker:
             deadline = self.clock()
@@ -231,7 +251,16 @@ class Engine:
                 await asyncio.sleep(max(0.0, deadline - self.clock()))
                 await loop.run_in_executor(worker, self.tick)
                 deadline += period
-                behind = self.clock() - deadline
-                if behind > period:
-                    self.metrics.late(int(behind / period), len(self.sessions))
+                missed = int((self.clock() - deadline) / period)
+                if missed <= 0:
+                    continue
+                self.metrics.late(missed, len(self.sessions))
+                if missed * period > self.max_behind_s:
                     deadline = self.clock()
+                    continue
+                await loop.run_in_executor(worker, self._catch_up, missed)
+                deadline += missed * period
+
+    def _catch_up(self, ticks: int) -> None:
+        for _ in range(ticks):
+            self.tick(render=False)

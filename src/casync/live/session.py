@@ -29,10 +29,11 @@ FADE_FRAMES = 3  # talking <-> idle blend, in frames
 
 @dataclass
 class LiveFrame:
-    """What a session shows and plays at one tick: exactly one frame and its own audio."""
+    """What a session shows and plays at one tick: its own audio, and one frame unless the
+    engine was catching up (`image` None: the picture shown stays, the sound goes out on time)."""
 
     tick: int
-    image: np.ndarray  # (H, W, 3) uint8 RGB
+    image: np.ndarray | None  # (H, W, 3) uint8 RGB; None: no new picture this tick
     audio: np.ndarray  # (SAMPLE_RATE / fps,) int16 mono at 16 kHz
     talking: bool  # the mouth is (partly) generated
     source_index: int  # the source frame under it
@@ -212,7 +213,7 @@ class Session:
     def emit(self, frame: LiveFrame) -> None:
         self.stats["frames"] += 1
         self.stats["talking_frames"] += frame.talking
-        if not frame.talking and self._interrupted_at is not None:
+        if not frame.talking and frame.image is not None and self._interrupted_at is not None:
             latency = (self.clock() - self._interrupted_at) * 1000
             self._interrupted_at = None
             self.on_event({"type": "interrupted", "latency_ms": round(latency, 1)})

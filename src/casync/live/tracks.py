@@ -29,14 +29,21 @@ AUDIO_PTIME = 0.020  # aiortc sends 20 ms audio packets
 
 
 class SessionOutput:
-    """Frames waiting for the tracks, at most `depth` ticks (older ones are dropped: a viewer
-    that fell behind sees now, not a growing delay)."""
+    """Frames waiting for the tracks: at most `depth` pictures (older ones are dropped: a viewer
+    that fell behind sees now, not a growing delay) and `audio_depth_s` of sound (the engine
+    sends the sound of ticks it caught up at once: all of it must reach the browser)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, fps: float, depth: int = 4) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        fps: float,
+        depth: int = 4,
+        audio_depth_s: float = 2.0,
+    ) -> None:
         self.loop = loop
         self.fps = fps
         self.video: deque[LiveFrame] = deque(maxlen=depth)
-        self.audio: deque[tuple[int, np.ndarray]] = deque(maxlen=depth * 2)
+        self.audio: deque[tuple[int, np.ndarray]] = deque(maxlen=int(audio_depth_s / AUDIO_PTIME))
         self.video_ready = asyncio.Event()
         self.audio_ready = asyncio.Event()
         self.dropped = 0
@@ -46,13 +53,14 @@ class SessionOutput:
         self.loop.call_soon_threadsafe(self._put, frame)
 
     def _put(self, frame: LiveFrame) -> None:
-        self.dropped += len(self.video) == self.video.maxlen
-        self.video.append(frame)
+        if frame.image is not None:
+            self.dropped += len(self.video) == self.video.maxlen
+            self.video.append(frame)
+            self.video_ready.set()
         half = len(frame.audio) // 2
         first = int(round(frame.tick * SAMPLE_RATE / self.fps))
         self.audio.append((first, frame.audio[:half]))
         self.audio.append((first + half, frame.audio[half:]))
-        self.video_ready.set()
         self.audio_ready.set()
 
 
