@@ -43,3 +43,24 @@ def test_mouth_weight_makes_an_error_on_the_lips_cost_more_than_the_same_error_e
     assert float(weighted(uniform, target)["l1"]) == pytest.approx(0.25)
     with pytest.raises(ValueError, match="loss.mouth_weight"):
         ReconstructionLoss("none", 0.1, "imagenet", mouth_weight=-1)
+
+
+def test_lip_detail_costs_a_blurred_mouth_and_not_a_shifted_brightness():
+    """The gradient term sees what L1 forgives: a blur of the lips (edges gone) costs, the same
+    lips a little brighter cost nothing; outside the lip box nothing counts."""
+    torch.manual_seed(0)
+    target = torch.rand(2, 3, 160, 160)
+    blurred = torch.nn.functional.avg_pool2d(target, 5, stride=1, padding=2)
+    box = torch.from_numpy(mouth_box_mask(160)).bool()
+    loss = ReconstructionLoss("none", 0.1, "imagenet", detail_weight=1.0)
+    assert float(loss.lip_detail(target, target)) == 0.0
+    assert float(loss.lip_detail(target + 0.1, target)) == pytest.approx(0.0, abs=1e-6)
+    assert float(loss.lip_detail(blurred, target)) > 0.2
+    off_lips = torch.where(box, target, blurred)  # blurred only outside the box
+    assert float(loss.lip_detail(off_lips, target)) < 0.05 * float(loss.lip_detail(blurred, target))
+    terms = loss(blurred, target)
+    assert float(terms["loss"]) == pytest.approx(float(terms["l1"] + terms["detail"]))
+    plain = ReconstructionLoss("none", 0.1, "imagenet")(blurred, target)
+    assert "detail" not in plain and float(plain["loss"]) == pytest.approx(float(plain["l1"]))
+    with pytest.raises(ValueError, match="loss.detail_weight"):
+        ReconstructionLoss("none", 0.1, "imagenet", detail_weight=-0.5)
