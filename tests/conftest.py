@@ -89,3 +89,20 @@ def s1_cache(media_dir, tmp_path_factory) -> tuple[Path, str]:
     )
     preprocess(cfg)
     return work / "cache", "s1"
+
+
+@pytest.fixture(autouse=True)
+def root_log_handlers_restored():
+    """A command run in-process (Hydra's `main`, `logging.basicConfig`) attaches handlers to the
+    root logger that write to that test's captured stderr, which pytest closes after the test:
+    every later log line (a server thread's, Lightning's) would print a "Logging error" trace
+    there. Each test leaves the root logger's handlers and level as it found them."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers and not type(handler).__module__.startswith("_pytest"):
+            root.removeHandler(handler)  # pytest's own capture handlers come and go by phase
+    root.setLevel(level)
