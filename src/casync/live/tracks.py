@@ -31,7 +31,9 @@ AUDIO_PTIME = 0.020  # aiortc sends 20 ms audio packets
 class SessionOutput:
     """Frames waiting for the tracks: at most `depth` pictures (older ones are dropped: a viewer
     that fell behind sees now, not a growing delay) and `audio_depth_s` of sound (the engine
-    sends the sound of ticks it caught up at once: all of it must reach the browser)."""
+    sends the sound of ticks it caught up at once: all of it must reach the browser). Sound
+    queued before the connection was up is dropped down to the pictures' `depth` when the audio
+    track first asks (`start_audio`): a browser must not start a second behind."""
 
     def __init__(
         self,
@@ -46,7 +48,15 @@ class SessionOutput:
         self.audio: deque[tuple[int, np.ndarray]] = deque(maxlen=int(audio_depth_s / AUDIO_PTIME))
         self.video_ready = asyncio.Event()
         self.audio_ready = asyncio.Event()
+        self.audio_started = False
         self.dropped = 0
+
+    def start_audio(self) -> None:
+        """Keep the sound of the last `depth` ticks only, as the pictures (the first call)."""
+        if not self.audio_started:
+            self.audio_started = True
+            while len(self.audio) > 2 * self.video.maxlen:
+                self.audio.popleft()
 
     def put(self, frame: LiveFrame) -> None:
         """From the tick thread."""
@@ -87,6 +97,7 @@ class AvatarAudioTrack(MediaStreamTrack):
         self.output = output
 
     async def recv(self) -> av.AudioFrame:
+        self.output.start_audio()
         first, samples = await _next(self, self.output.audio, self.output.audio_ready)
         audio = av.AudioFrame.from_ndarray(samples[None, :], format="s16", layout="mono")
         audio.sample_rate = SAMPLE_RATE
