@@ -191,10 +191,10 @@ class Engine:
             for session, plan in plans:
                 if not session.closed:
                     shown = session.generated(plan, None)
-                    audio = (np.clip(plan.audio, -1, 1) * 32767).astype(np.int16)
-                    session.emit(
-                        LiveFrame(plan.tick, None, audio, shown is not None, plan.source_index)
+                    frame = LiveFrame(
+                        plan.tick, None, plan.pcm16(), shown is not None, plan.source_index
                     )
+                    session.emit(frame)
             return
         talking = [(s, p) for s, p in plans if p.speech is not None]
         crops = {}
@@ -216,7 +216,7 @@ class Engine:
     def _compose(self, session: Session, plan: TickPlan, crop: np.ndarray | None) -> LiveFrame:
         avatar, s = session.avatar, plan.source_index
         image = avatar.frame(s)
-        audio = (np.clip(plan.audio, -1, 1) * 32767).astype(np.int16)
+        audio = plan.pcm16()
         shown = session.generated(plan, crop)
         rest = avatar.rest_crop(s)  # a resting mouth where the idle loop talks, else None
         if (shown is None and rest is None) or not avatar.source.face_found[s]:

@@ -50,6 +50,10 @@ class TickPlan:
     epoch: int  # clear_buffer count when planned: a later interrupt discards the result
     audio: np.ndarray = field(repr=False, default=None)
 
+    def pcm16(self) -> np.ndarray:
+        """This tick's audio as the tracks send it: int16, clipped."""
+        return (np.clip(self.audio, -1, 1) * 32767).astype(np.int16)
+
 
 class Session:
     def __init__(
