@@ -169,6 +169,46 @@ def test_a_study_keeps_its_objectives_and_stops_at_n_complete(tmp_path):
         open_study(pareto.sweep)
 
 
+OPEN_WHEN_TOLD = """
+import sys, time
+from pathlib import Path
+from omegaconf import OmegaConf
+from casync.training.search import open_study
+sweep, go = OmegaConf.load(sys.argv[1]), Path(sys.argv[2])
+print("ready", flush=True)
+while not go.exists():
+    time.sleep(0.001)
+open_study(sweep)
+print("opened", flush=True)
+"""
+
+
+def test_workers_started_together_on_a_new_database_all_open_it(tmp_path):
+    """Four workers open one new SQLite study at the same moment, four times over. Each creates
+    the schema and stamps its version in one row; before the fix the losers failed on it
+    ("UNIQUE constraint failed: alembic_version.version_num": half the rounds of four with
+    Optuna's storage alone, and once in CI's two-worker test)."""
+    for round_ in range(4):
+        folder = tmp_path / f"round{round_}"
+        cfg = compose_config("train", ["speaker.name=s1", "hparams_search=optuna",
+                                       f"sweep.dir={folder}"])  # fmt: skip
+        settings = tmp_path / f"sweep{round_}.yaml"
+        settings.write_text(OmegaConf.to_yaml(cfg.sweep, resolve=True))
+        go = tmp_path / f"go{round_}"
+        workers = [
+            subprocess.Popen([sys.executable, "-c", OPEN_WHEN_TOLD, str(settings), str(go)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(4)
+        ]  # fmt: skip
+        for worker in workers:
+            assert worker.stdout.readline().strip() == "ready", worker.stderr.read()
+        go.touch()
+        for worker in workers:
+            out, err = worker.communicate(timeout=120)
+            assert worker.returncode == 0 and "opened" in out, err[-2000:]
+        assert len(optuna.get_all_study_summaries(f"sqlite:///{folder / 'study.db'}")) == 1
+
+
 def test_trials_get_the_workers_overrides_unresolved():
     """A per-trial interpolation in a worker override (a cache folder per front end) must reach
     each trial as typed: resolved in the worker, every trial would read the worker's audio

@@ -50,6 +50,27 @@ def storage_url(sweep: DictConfig) -> str:
     return f"sqlite:///{folder.resolve() / 'study.db'}"
 
 
+def rdb_storage(url: str, attempts: int = 5, **options) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage of `url`. Workers started together on a new database race to create
+    its schema: each creates the tables and stamps the schema version in one row, and the
+    losers fail on that row ("UNIQUE constraint failed: alembic_version.version_num") or on a
+    table another has just made. A loser opens the database again, now made."""
+    import sqlalchemy.exc
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, **options)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as error:
+            racing = isinstance(error, sqlalchemy.exc.IntegrityError) or "already exists" in str(
+                error
+            )
+            if not racing or attempt == attempts - 1:
+                raise
+            log.info("another worker is creating the study database %s; opening it again", url)
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def open_study(sweep: DictConfig) -> optuna.Study:
     """Create or load (same name and storage: resume, or join) the study; a dead worker's trial
     is failed after `grace_s` without a heartbeat, and retried once."""
@@ -61,7 +82,7 @@ def open_study(sweep: DictConfig) -> optuna.Study:
             f"train() returns to one of {DIRECTIONS}, e.g. {{best/val/sync/objective: minimize}}"
         )
     url = storage_url(sweep)
-    storage = optuna.storages.RDBStorage(
+    storage = rdb_storage(
         url,
         heartbeat_interval=int(sweep.heartbeat_s),
         grace_period=int(sweep.grace_s),
