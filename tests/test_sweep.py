@@ -132,6 +132,49 @@ def test_a_killed_sweep_resumes_and_fails_then_retries_the_killed_trial(s1_cache
     assert retry.params == first.params  # its parameters ran again
 
 
+def test_the_retry_of_a_dead_trial_resumes_its_run_from_its_last_checkpoint(tmp_path):
+    """A trial that died is failed and enqueued again (`RetryFailedTrialCallback`); the retry's
+    run starts from the dead trial's `last.ckpt` (`ckpt_path=`: exact resume), or from step 0
+    where it left none. Any other trial starts from step 0."""
+    from casync.training.search import Objective
+
+    cfg = compose_config("train", ["speaker.name=s1", "hparams_search=optuna",
+                                   f"sweep.dir={tmp_path}"])  # fmt: skip
+    study = open_study(cfg.sweep)
+    composed = []
+
+    class Composed(Exception):
+        pass
+
+    def compose(overrides):
+        composed.append(overrides)
+        raise Composed  # the test stops before training
+
+    objective = Objective(cfg.sweep, ["audio=mel"], compose)
+
+    def run_trial() -> optuna.trial.FrozenTrial:
+        trial = study.ask()
+        with pytest.raises(Composed):
+            objective(trial)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        return study.get_trials(deepcopy=False)[-1]
+
+    dead = run_trial()  # no retry: from step 0
+    assert not any(o.startswith("ckpt_path=") for o in composed[-1])
+    last = tmp_path / f"trial_{dead.number:04d}" / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    last.write_bytes(b"a checkpoint")
+    optuna.storages.RetryFailedTrialCallback(max_retry=1)(study, dead)
+    retry = run_trial()
+    assert retry.params == dead.params
+    assert f"ckpt_path={last}" in composed[-1]
+    assert retry.user_attrs["resumed_from"] == str(last)
+    no_checkpoint = run_trial()  # a new trial that dies before any checkpoint
+    optuna.storages.RetryFailedTrialCallback(max_retry=1)(study, no_checkpoint)
+    run_trial()
+    assert not any(o.startswith("ckpt_path=") for o in composed[-1])
+
+
 def test_search_space_conditions_types_and_objectives(tmp_path):
     cfg = compose_config("train", ["speaker.name=s1", "hparams_search=optuna"])
     study = optuna.create_study()
