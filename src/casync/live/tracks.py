@@ -25,7 +25,6 @@ from casync.live.session import LiveFrame, Session
 
 log = logging.getLogger(__name__)
 VIDEO_CLOCK = 90_000
-AUDIO_PTIME = 0.020  # aiortc sends 20 ms audio packets
 
 
 class SessionOutput:
@@ -45,7 +44,8 @@ class SessionOutput:
         self.loop = loop
         self.fps = fps
         self.video: deque[LiveFrame] = deque(maxlen=depth)
-        self.audio: deque[tuple[int, np.ndarray]] = deque(maxlen=int(audio_depth_s / AUDIO_PTIME))
+        # two chunks (half a tick each) per tick
+        self.audio: deque[tuple[int, np.ndarray]] = deque(maxlen=int(audio_depth_s * fps) * 2)
         self.video_ready = asyncio.Event()
         self.audio_ready = asyncio.Event()
         self.audio_started = False

@@ -57,18 +57,18 @@ def rdb_storage(url: str, attempts: int = 5, **options) -> optuna.storages.RDBSt
     table another has just made. A loser opens the database again, now made."""
     import sqlalchemy.exc
 
-    for attempt in range(attempts):
+    for attempt in range(attempts - 1):
         try:
             return optuna.storages.RDBStorage(url, **options)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as error:
-            racing = isinstance(error, sqlalchemy.exc.IntegrityError) or "already exists" in str(
-                error
+            lost_the_race = isinstance(error, sqlalchemy.exc.IntegrityError) or (
+                "already exists" in str(error)
             )
-            if not racing or attempt == attempts - 1:
+            if not lost_the_race:
                 raise
             log.info("another worker is creating the study database %s; opening it again", url)
             time.sleep(0.2 * (attempt + 1))
-    raise AssertionError("unreachable")
+    return optuna.storages.RDBStorage(url, **options)
 
 
 def open_study(sweep: DictConfig) -> optuna.Study:
@@ -181,20 +181,24 @@ class Objective:
     def __init__(self, sweep: DictConfig, overrides: list[str], compose: Callable) -> None:
         self.sweep, self.overrides, self.compose = sweep, list(overrides), compose
 
+    def folder(self, number: int) -> Path:
+        """Where trial `number` runs."""
+        return Path(self.sweep.dir) / f"trial_{number:04d}"
+
     def resumable(self, trial: optuna.Trial) -> Path | None:
         """The `last.ckpt` of the trial this one retries, if it is one and left one."""
         (frozen,) = [t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number]
         failed = optuna.storages.RetryFailedTrialCallback.retried_trial_number(frozen)
         if failed is None:
             return None
-        last = Path(self.sweep.dir) / f"trial_{failed:04d}" / "checkpoints" / "last.ckpt"
+        last = self.folder(failed) / "checkpoints" / "last.ckpt"
         return last if last.is_file() else None
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         from casync.train import train
 
         sampled = suggest(trial, self.sweep.params)
-        folder = Path(self.sweep.dir) / f"trial_{trial.number:04d}"
+        folder = self.folder(trial.number)
         trial.set_user_attr("overrides", sampled)
         trial.set_user_attr("output_dir", str(folder))
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
