@@ -92,6 +92,7 @@ bench: install  ## Speed and memory benchmarks (ratios to baselines run alongsid
 	$(BIN)/python -m benchmarks.inference_bench
 	$(BIN)/python -m benchmarks.memory_bench
 	$(BIN)/python -m benchmarks.avatar_bench
+	$(BIN)/python -m benchmarks.live_bench
 
 demo: install  ## The whole product on the sample clip (VIDEO=... AUDIO=... for other media)
 	$(BIN)/python -m casync.demo

@@ -8,7 +8,8 @@ By default the model and avatar are the built-in ones (`make live`: the tiny mod
 GRID sample, assets/live/); the Whisper row uses a tiny random CASync of the same size (the
 front end is what it measures). Each model is warmed up as the server warms it (int8 calibrates
 on that batch). The sessions curve runs at int8 (the server's default) and fp32 (the baseline),
-in the same run. Speech is pushed as a TTS or a microphone would: 20 ms chunks in real time.
+in the same run, and at int8 once more for the same network with BatchNorm in place of GroupNorm
+(`model.norm=batch`, folded at inference: random weights, the speed is the question). Speech is pushed as a TTS or a microphone would: 20 ms chunks in real time.
 Writes benchmarks/results/live.md.
 """
 
@@ -29,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from casync.contract import save_generator_checkpoint
+from casync.contract import read_checkpoint, save_generator_checkpoint
 from casync.live.avatar import LiveAvatar
 from casync.live.client import LiveClient
 from casync.live.engine import Engine, LiveModel
@@ -48,6 +49,16 @@ def whisper_checkpoint(path: Path) -> Path:
     model = {**TINY, "audio_feature_dim": 384}
     torch.manual_seed(0)
     save_generator_checkpoint(path, CASyncNet(**model), model, WHISPER)
+    return path
+
+
+def batchnorm_twin(checkpoint: Path, path: Path) -> Path:
+    """The checkpoint's network with `norm="batch"` (random weights): the folded-norm network's
+    speed on the same avatar."""
+    hyper = read_checkpoint(checkpoint)["hyper_parameters"]
+    model = {k: v for k, v in hyper["model"].items() if k != "_target_"} | {"norm": "batch"}
+    torch.manual_seed(0)
+    save_generator_checkpoint(path, CASyncNet(**model), model, hyper["audio"])
     return path
 
 
@@ -199,6 +210,11 @@ def main() -> None:
     curve = sessions_curve(model, avatar, args.max_sessions, args.seconds)
     print("sessions, fp32")
     curve_fp32 = sessions_curve(baseline, baseline_avatar, args.max_sessions, args.seconds)
+    print("sessions, int8, BatchNorm folded")
+    folded, folded_avatar = prepared(
+        batchnorm_twin(args.checkpoint, work / "bn.ckpt"), args.video, "int8", work
+    )
+    curve_bn = sessions_curve(folded, folded_avatar, args.max_sessions, args.seconds)
     print("client figures")
     server = LiveServer(Engine(model, max_sessions=4), {"bench": avatar})
     thread = ServerThread(server)
@@ -207,10 +223,11 @@ def main() -> None:
         figures["page_first_frame_s"] = browser_first_frames(thread.url)
     finally:
         thread.stop()
-    write(args, mel, whisper, curve, curve_fp32, figures, model)
+    write(args, mel, whisper, (curve, curve_fp32, curve_bn), figures, model)
 
 
-def write(args, mel, whisper, curve, curve_fp32, figures, model: LiveModel) -> None:
+def write(args, mel, whisper, curves, figures, model: LiveModel) -> None:
+    curve, curve_fp32, curve_bn = curves
     load = os.getloadavg()
     firsts = figures["first_frame_s"]
     engine_ms = [a for a, _ in figures["interrupts"]]
@@ -238,11 +255,13 @@ def write(args, mel, whisper, curve, curve_fp32, figures, model: LiveModel) -> N
         f"Talking sessions on one engine ({args.seconds:g} s each, every session talking all the time, "
         "engine only: the WebRTC encoding of each session's video is not in these figures):",
         "",
-        "| sessions | int8: dropped frames | int8: tick p95 (ms, budget 40) | fp32: dropped frames | fp32: tick p95 (ms) | ticks | talking share |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| sessions | int8: dropped frames | int8: tick p95 (ms, budget 40) | fp32: dropped frames | fp32: tick p95 (ms) | int8 BatchNorm folded: dropped | its tick p95 (ms) | ticks | talking share |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *[
-            f"| {n} | {d} | {ms:.1f} | {d32} | {ms32:.1f} | {t} | {share:.2f} |"
-            for (n, t, d, ms, share), (_, _, d32, ms32, _) in zip(curve, curve_fp32, strict=True)
+            f"| {n} | {d} | {ms:.1f} | {d32} | {ms32:.1f} | {dbn} | {msbn:.1f} | {t} | {share:.2f} |"
+            for (n, t, d, ms, share), (_, _, d32, ms32, _), (_, _, dbn, msbn, _) in zip(
+                curve, curve_fp32, curve_bn, strict=True
+            )
         ],
         "",
         "The audio-video offset in the browser (at start and after 30 min): "
