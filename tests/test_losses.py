@@ -64,3 +64,22 @@ def test_lip_detail_costs_a_blurred_mouth_and_not_a_shifted_brightness():
     assert "detail" not in plain and float(plain["loss"]) == pytest.approx(float(plain["l1"]))
     with pytest.raises(ValueError, match="loss.detail_weight"):
         ReconstructionLoss("none", 0.1, "imagenet", detail_weight=-0.5)
+
+
+def test_a_mouth_region_perceptual_term_sees_the_lips_and_nothing_else():
+    """loss.perceptual_region=mouth: a blur of the lips costs, a blur of everything else costs
+    nothing; the whole-crop term charges both."""
+    torch.manual_seed(0)
+    target = torch.rand(2, 3, 160, 160)
+    blurred = torch.nn.functional.avg_pool2d(target, 5, stride=1, padding=2)
+    box = torch.from_numpy(mouth_box_mask(160)).bool()
+    lips_blurred, rest_blurred = torch.where(box, blurred, target), torch.where(box, target, blurred)
+    mouth = ReconstructionLoss("efficientnet_lite0", 0.1, "imagenet", perceptual_region="mouth")
+    crop = ReconstructionLoss("efficientnet_lite0", 0.1, "imagenet")
+    with torch.no_grad():
+        assert float(mouth(rest_blurred, target)["perceptual"]) == 0.0
+        assert float(mouth(lips_blurred, target)["perceptual"]) > 0.1
+        assert float(crop(rest_blurred, target)["perceptual"]) > 0.1
+    assert mouth.mouth(target).shape[-2:] == (2 * 56, 2 * 80)  # the 160 crop's lip box, 2x
+    with pytest.raises(ValueError, match="loss.perceptual_region"):
+        ReconstructionLoss("none", 0.1, "imagenet", perceptual_region="lips")

@@ -39,6 +39,7 @@ class CASyncSystem(L.LightningModule):
         perceptual_weight: float = 0.1,
         mouth_weight: float = 0.0,
         detail_weight: float = 0.0,
+        perceptual_region: str = "crop",
         vgg_weights: str = "imagenet",
         lpips: str = "none",
         lpips_weights: str | None = None,
@@ -54,8 +55,9 @@ class CASyncSystem(L.LightningModule):
             getattr(self.net, part).requires_grad_(False)
         self.ema_net = copy.deepcopy(self.net).requires_grad_(False) if ema_decay > 0 else None
         self.loss_fn = ReconstructionLoss(
-            perceptual, perceptual_weight, vgg_weights, mouth_weight, detail_weight
-        )
+            perceptual, perceptual_weight, vgg_weights, mouth_weight, detail_weight,
+            perceptual_region,
+        )  # fmt: skip
         self.val_psnr = PeakSignalNoiseRatio(data_range=1.0)
         self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
         self.val_lpips_net = build_lpips(lpips, lpips_weights)
