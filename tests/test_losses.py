@@ -73,7 +73,10 @@ def test_a_mouth_region_perceptual_term_sees_the_lips_and_nothing_else():
     target = torch.rand(2, 3, 160, 160)
     blurred = torch.nn.functional.avg_pool2d(target, 5, stride=1, padding=2)
     box = torch.from_numpy(mouth_box_mask(160)).bool()
-    lips_blurred, rest_blurred = torch.where(box, blurred, target), torch.where(box, target, blurred)
+    lips_blurred, rest_blurred = (
+        torch.where(box, blurred, target),
+        torch.where(box, target, blurred),
+    )
     mouth = ReconstructionLoss("efficientnet_lite0", 0.1, "imagenet", perceptual_region="mouth")
     crop = ReconstructionLoss("efficientnet_lite0", 0.1, "imagenet")
     with torch.no_grad():

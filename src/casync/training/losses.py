@@ -10,7 +10,6 @@ from torch import nn
 from casync.face.crop import MOUTH_BOTTOM, MOUTH_LEFT, MOUTH_RIGHT, MOUTH_TOP, mouth_box_mask
 from casync.training.perceptual import build_perceptual_loss
 
-
 PERCEPTUAL_REGIONS = ("crop", "mouth")
 
 
