@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from casync.atomic import atomic_path
+from casync.inference.pointwise import pointwise_linears
 from casync.model import CASyncNet
 from casync.model.fold import folded
 
@@ -94,7 +95,7 @@ def build_generator(
     net = net.eval().to(device, memory_format=torch.channels_last)
     if precision == "bf16":
         return Bf16Generator(net)
-    return net
+    return pointwise_linears(net) if device.type == "cpu" else net  # oneDNN's kernels (see there)
 
 
 class Bf16Generator:
