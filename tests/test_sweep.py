@@ -270,3 +270,19 @@ def test_trials_get_the_workers_overrides_unresolved():
             for audio in ("mel", "whisper_tiny")
         }
     assert caches == {"mel": "caches/mel", "whisper_tiny": "caches/whisper_tiny"}
+
+
+def test_the_hd_sharpness_study_searches_its_own_space_for_lip_sync_and_sharpness():
+    """hparams_search=hd_sharpness (#24) replaces optuna.yaml's space (Hydra would merge two
+    dicts), validates once at the sampled last step (so the sharpness is the selected
+    checkpoint's) and reports on the last quarter, which it never selects on."""
+    cfg = compose_config("train", ["speaker.name=s1", "hparams_search=hd_sharpness",
+                                   "trainer.max_steps=1500"], hydra=True)  # fmt: skip
+    params = cfg.sweep.params
+    assert "loss.perceptual_region" in params and "loss.detail_weight" in params
+    assert "model.width_multiplier" not in params and "audio" not in params
+    assert dict(cfg.sweep.objectives) == {
+        "best/val/sync/objective": "minimize",
+        "val/sync/sharpness": "maximize",
+    }
+    assert cfg.trainer.val_check_interval == 1500 and cfg.data.test_fraction == 0.25

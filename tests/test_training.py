@@ -110,7 +110,7 @@ def test_audio_and_hparams_search_options_compose(s1_cache, tmp_path):
     for option in group_options("hparams_search"):
         overrides = [f"speaker.name={speaker}", f"hparams_search={option}"]
         cfg = compose_config("train", overrides, hydra=True)
-        assert "optim.lr" in cfg.sweep.params and "audio" in cfg.sweep.params, option
+        assert "optim.lr" in cfg.sweep.params, option
         assert next(iter(cfg.sweep.objectives)) == "best/val/sync/objective", option
         assert cfg.trainer.devices == 1  # sweeps are single-device trials
         assert cfg.data.test_fraction > 0  # trials are selected on validation, never on test
