@@ -8,8 +8,9 @@ By default the model and avatar are the built-in ones (`make live`: the tiny mod
 GRID sample, assets/live/); the Whisper row uses a tiny random CASync of the same size (the
 front end is what it measures). Each model is warmed up as the server warms it (int8 calibrates
 on that batch). The sessions curve runs at int8 (the server's default) and fp32 (the baseline),
-in the same run, and at int8 once more for the same network with BatchNorm in place of GroupNorm
-(`model.norm=batch`, folded at inference: random weights, the speed is the question). Speech is pushed as a TTS or a microphone would: 20 ms chunks in real time.
+in the same run, and at int8 once more for the same network with BatchNorm in place of
+GroupNorm (`model.norm=batch`, folded at inference: random weights, the speed is the question).
+Speech is pushed as a TTS or a microphone would: 20 ms chunks in real time.
 Writes benchmarks/results/live.md.
 """
 
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from casync.contract import read_checkpoint, save_generator_checkpoint
+from casync.contract import GeneratorContract, read_checkpoint, save_generator_checkpoint
 from casync.live.avatar import LiveAvatar
 from casync.live.client import LiveClient
 from casync.live.engine import Engine, LiveModel
@@ -53,12 +54,15 @@ def whisper_checkpoint(path: Path) -> Path:
 
 
 def batchnorm_twin(checkpoint: Path, path: Path) -> Path:
-    """The checkpoint's network with `norm="batch"` (random weights): the folded-norm network's
-    speed on the same avatar."""
-    hyper = read_checkpoint(checkpoint)["hyper_parameters"]
+    """The checkpoint's network with `norm="batch"` (random weights) and its contract: the
+    folded-norm network's speed on the same avatar."""
+    stored = read_checkpoint(checkpoint)
+    hyper = stored["hyper_parameters"]
     model = {k: v for k, v in hyper["model"].items() if k != "_target_"} | {"norm": "batch"}
     torch.manual_seed(0)
-    save_generator_checkpoint(path, CASyncNet(**model), model, hyper["audio"])
+    net = CASyncNet(**model)
+    contract = GeneratorContract.from_extras(stored.get("casync", {}), net.image_size)
+    save_generator_checkpoint(path, net, model, hyper["audio"], contract)
     return path
 
 

@@ -84,5 +84,11 @@ def test_a_mouth_region_perceptual_term_sees_the_lips_and_nothing_else():
         assert float(mouth(lips_blurred, target)["perceptual"]) > 0.1
         assert float(crop(rest_blurred, target)["perceptual"]) > 0.1
     assert mouth.mouth(target).shape[-2:] == (2 * 56, 2 * 80)  # the 160 crop's lip box, 2x
+    both = ReconstructionLoss(
+        "efficientnet_lite0", 0.1, "imagenet", detail_weight=1.0, perceptual_region="mouth"
+    )  # the lip-detail term still sees the whole crops
+    with torch.no_grad():
+        terms = both(lips_blurred, target)
+    assert float(terms["detail"]) > 0 and float(terms["perceptual"]) > 0.1
     with pytest.raises(ValueError, match="loss.perceptual_region"):
         ReconstructionLoss("none", 0.1, "imagenet", perceptual_region="lips")

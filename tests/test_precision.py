@@ -160,7 +160,7 @@ def test_a_cpu_without_the_instructions_falls_back_to_fp32_and_says_why(monkeypa
     assert "precision=bf16 falls back to fp32: this CPU has none of avx512_bf16" in caplog.text
     assert "precision=int8 falls back to fp32: this CPU has none of avx512_vnni" in caplog.text
     net = build_generator(CASyncNet(**TINY), "bf16", "cpu")
-    assert next(net.parameters()).dtype == torch.float32  # the fp32 network itself
+    assert next(net.parameters()).dtype == torch.float32  # the fp32 graph
 
 
 def test_the_synthesizer_and_infer_config_carry_the_precision(monkeypatch, tmp_path):

@@ -23,11 +23,16 @@ from torch import nn
 
 from benchmarks.inference_bench import FULL
 from benchmarks.wav2lip import Wav2LipGenerator
-from casync.inference.precision import build_generator
+from casync.inference.pointwise import PointwiseCrossAttention, PointwiseLinear
+from casync.inference.precision import build_generator, resolve_precision
 from casync.model import CASyncNet
 
 
 def kind(module: nn.Module) -> str:
+    if isinstance(module, PointwiseLinear):  # the fp32 graph's linear layers (as 1x1 convs)
+        return "linear"
+    if isinstance(module, PointwiseCrossAttention):
+        return "cross-attention (projections, softmax)"
     if isinstance(module, nn.Conv2d | nn.Conv1d):
         if module.groups > 1 and module.groups == module.in_channels:
             return "depthwise conv"
@@ -56,6 +61,10 @@ def macs(module: nn.Module, output: torch.Tensor) -> int:
             per_output = module.in_channels * int(torch.tensor(module.kernel_size).prod())
             per_output = per_output // (module.stride[0] * module.stride[1])
         return output.numel() * per_output
+    if isinstance(module, PointwiseLinear):
+        return output.numel() * module.conv.in_channels
+    if isinstance(module, PointwiseCrossAttention):  # q and out projections over the queries
+        return 2 * output.numel() * output.shape[-1]
     if isinstance(module, nn.Linear):
         return output.numel() * module.in_features
     if isinstance(module, nn.MultiheadAttention):  # q and out projections over the queries
@@ -64,8 +73,9 @@ def macs(module: nn.Module, output: torch.Tensor) -> int:
 
 
 def leaves(net: nn.Module) -> list[nn.Module]:
-    """Modules without children, with each attention block timed whole (not its out_proj)."""
-    attention = [m for m in net.modules() if isinstance(m, nn.MultiheadAttention)]
+    """Modules without children, with each attention and pointwise-linear block timed whole."""
+    whole = (nn.MultiheadAttention, PointwiseCrossAttention, PointwiseLinear)
+    attention = [m for m in net.modules() if isinstance(m, whole)]
     within = {id(c) for m in attention for c in m.modules() if c is not m}
     plain = [m for m in net.modules() if not list(m.children()) and id(m) not in within]
     return plain + attention
@@ -113,7 +123,7 @@ def main() -> None:
         "Wav2Lip generator": Wav2LipGenerator(),
         "CASync paper size, BatchNorm folded": CASyncNet(**FULL, norm="batch"),
     }
-    for precision in ("fp32", "bf16"):
+    for precision in dict.fromkeys(resolve_precision(p, "cpu") for p in ("fp32", "bf16")):
         for name, model in models.items():
             run = build_generator(model.eval(), precision, "cpu", work)
             net = run.net if hasattr(run, "net") else run

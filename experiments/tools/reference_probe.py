@@ -23,7 +23,9 @@ from casync.face.lips import mouth_opening
 def open_mouth_frame(source, frames: range) -> int:
     """The frame of `frames` with the most open mouth among those where a face was found."""
     candidates = np.arange(frames.start, frames.stop)
-    candidates = candidates[np.asarray(source.face_found[candidates], dtype=bool)]
+    found = np.asarray(source.face_found[candidates], dtype=bool)
+    if found.any():  # as closed_mouth_frame: every frame when no face was found
+        candidates = candidates[found]
     opening = mouth_opening(np.asarray(source.landmarks[candidates], dtype=np.float32))
     return int(candidates[int(np.argmax(opening))])
 
@@ -32,6 +34,8 @@ CHOICES = {"open_mouth": open_mouth_frame, "closed_mouth": closed_mouth_frame}
 
 
 def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in CHOICES:
+        sys.exit(f"usage: reference_probe.py {{{'|'.join(CHOICES)}}} checkpoint=... [overrides]")
     choice = CHOICES[sys.argv.pop(1)]
 
     def references(generator, held):

@@ -24,6 +24,7 @@ from casync.data.datamodule import CASyncDataModule
 from casync.evaluation.lip_landmarks import LIP_INDICES, LipLandmarks
 from casync.evaluation.sync import shift_windows
 from casync.face import transform_points
+from casync.inference.precision import build_generator
 from casync.media.audio import SILENCE_DBFS
 from casync.model import CASyncNet
 
@@ -203,8 +204,9 @@ def composite(real: np.ndarray, generated: np.ndarray, masks: np.ndarray) -> np.
 
 
 class HeldOutGenerator:
-    """Batched generation of held-out frames, each with its source's reference crop (the one
-    generation path, `contract.generate.CropGenerator`, that inference uses too)."""
+    """Batched generation of held-out frames, each with its source's reference crop: the fp32
+    graph inference runs (`build_generator`: BatchNorm folded, the pointwise fusion) through the
+    one generation path, `contract.generate.CropGenerator`, that inference uses too."""
 
     def __init__(
         self,
@@ -218,7 +220,7 @@ class HeldOutGenerator:
         """`references` (K, S, S, 3) uint8, one per source; `source_index` (N,) picks each
         frame's (`HeldOut.source_index`)."""
         device = torch.device(device)
-        self.generate = CropGenerator(net, device)
+        self.generate = CropGenerator(build_generator(net, "fp32", device), device)
         self.references = np.ascontiguousarray(references)  # (K, S, S, 3) uint8
         self.source_index = np.asarray(source_index, np.int64)
         self.batch_size, self.progress = batch_size, progress

@@ -110,11 +110,16 @@ def feathered(mask: np.ndarray, feather: float) -> np.ndarray:
     return soft
 
 
+def mouth_box(size: int) -> tuple[slice, slice]:
+    """(rows, columns) of the box where the lips sit in a `size` crop."""
+    rows = slice(round(MOUTH_TOP * size), round(MOUTH_BOTTOM * size))
+    return rows, slice(round(MOUTH_LEFT * size), round(MOUTH_RIGHT * size))
+
+
 def mouth_box_mask(size: int) -> np.ndarray:
-    """(size, size) float32: 1 inside the box where the lips sit in a crop, 0 elsewhere."""
+    """(size, size) float32: 1 inside `mouth_box`, 0 elsewhere."""
     mask = np.zeros((size, size), np.float32)
-    mask[round(MOUTH_TOP * size) : round(MOUTH_BOTTOM * size),
-         round(MOUTH_LEFT * size) : round(MOUTH_RIGHT * size)] = 1.0  # fmt: skip
+    mask[mouth_box(size)] = 1.0
     return mask
 
 

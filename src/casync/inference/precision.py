@@ -1,7 +1,10 @@
 """Inference precision: one setting (`fp32` | `bf16` | `int8`) for infer, the Synthesizer and the
 stream, resolved against the hardware and turned into a generator callable.
 
-- fp32: the network itself (channels-last weights, oneDNN's fast layout).
+- fp32: the network (channels-last weights, oneDNN's fast layout); on a CPU, a copy whose
+  linear layers run as 1x1 convolutions (`inference.pointwise`), sharing the other weights.
+
+Every precision folds BatchNorm into its convolutions first (`model.fold`; `model.norm=batch`).
 - bf16: the network's weights and activations in bfloat16 (CUDA, or a CPU with AVX512-BF16 or
   AMX: without them PyTorch emulates bf16 and is slower than fp32). Output returned as float32.
 - int8: the generator exported as two graphs (`onnx_export.export_halves`: the face encoder; the
@@ -86,7 +89,8 @@ def build_generator(
     net: CASyncNet, precision: str, device: str | torch.device, cache_dir: str | Path | None = None
 ) -> Generator:
     """A callable with `net`'s signature (tensors on `device`) returning float32 crops, running
-    at `resolve_precision(precision, device)`. `net` is left in fp32 for the fp32 path only."""
+    at `resolve_precision(precision, device)` (see the module's notes). The bf16 path converts
+    `net`'s own weights (the network is left in fp32 on the other paths)."""
     device = torch.device(device)
     precision = resolve_precision(precision, device)
     net = folded(net)  # BatchNorm into its convolution (model.norm=batch); GroupNorm stays

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from casync.face.crop import MOUTH_BOTTOM, MOUTH_LEFT, MOUTH_RIGHT, MOUTH_TOP, mouth_box_mask
+from casync.face.crop import mouth_box, mouth_box_mask
 from casync.training.perceptual import build_perceptual_loss
 
 PERCEPTUAL_REGIONS = ("crop", "mouth")
@@ -28,7 +28,7 @@ class ReconstructionLoss(nn.Module):
 
     `perceptual_region`: "crop" compares the whole crops' features; "mouth" compares only the lip
     box's, scaled up 2x so the features see the lips and teeth at about the scale they see a
-    whole face at (the box is ~35 % of the crop's pixels, ~1.4x as many once scaled: the
+    whole face at (the box is 17.5 % of the crop's pixels, 70 % once scaled: less of the
     perceptual network's work per step), and spends none of the term on the skin and jaw."""
 
     def __init__(
@@ -70,9 +70,10 @@ class ReconstructionLoss(nn.Module):
         terms = {"l1": error.mean()}
         loss = terms["l1"]
         if self.perceptual is not None:
+            compared = (prediction, target)  # the lip-detail term below needs the whole crops
             if self.perceptual_region == "mouth":
-                prediction, target = self.mouth(prediction), self.mouth(target)
-            terms["perceptual"] = self.perceptual(prediction, target)
+                compared = (self.mouth(prediction), self.mouth(target))
+            terms["perceptual"] = self.perceptual(*compared)
             loss = loss + self.perceptual_weight * terms["perceptual"]
         if self.detail_weight > 0:
             terms["detail"] = self.lip_detail(prediction, target)
@@ -83,10 +84,8 @@ class ReconstructionLoss(nn.Module):
     @staticmethod
     def mouth(images: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) crops -> their lip boxes, scaled 2x (bilinear)."""
-        size = images.shape[-1]
-        y0, y1 = round(MOUTH_TOP * size), round(MOUTH_BOTTOM * size)
-        x0, x1 = round(MOUTH_LEFT * size), round(MOUTH_RIGHT * size)
-        box = images[..., y0:y1, x0:x1]
+        rows, columns = mouth_box(images.shape[-1])
+        box = images[..., rows, columns]
         return F.interpolate(box, scale_factor=2, mode="bilinear", align_corners=False)
 
     def lip_detail(self, prediction, target) -> torch.Tensor:

@@ -55,9 +55,13 @@ class CASyncSystem(L.LightningModule):
             getattr(self.net, part).requires_grad_(False)
         self.ema_net = copy.deepcopy(self.net).requires_grad_(False) if ema_decay > 0 else None
         self.loss_fn = ReconstructionLoss(
-            perceptual, perceptual_weight, vgg_weights, mouth_weight, detail_weight,
-            perceptual_region,
-        )  # fmt: skip
+            perceptual=perceptual,
+            perceptual_weight=perceptual_weight,
+            vgg_weights=vgg_weights,
+            mouth_weight=mouth_weight,
+            detail_weight=detail_weight,
+            perceptual_region=perceptual_region,
+        )
         self.val_psnr = PeakSignalNoiseRatio(data_range=1.0)
         self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
         self.val_lpips_net = build_lpips(lpips, lpips_weights)
