@@ -51,6 +51,19 @@ def compose_config(
     return cfg
 
 
+def network_inputs(batch: int):
+    """(masked crops, mask, mel windows, reference) for a 160 px CASync with 80-d audio, seeded."""
+    import torch
+
+    torch.manual_seed(1)
+    return (
+        torch.rand(batch, 3, 160, 160),
+        torch.ones(batch, 1, 160, 160),
+        torch.randn(batch, 10, 80),
+        torch.rand(batch, 3, 160, 160),
+    )
+
+
 def preprocess_settings(**changes):
     """`PipelineSettings` from conf/preprocess.yaml (the defaults live there), with `changes`."""
     from omegaconf import OmegaConf

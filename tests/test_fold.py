@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import network_inputs
 from torch import nn
 
 from casync.inference.precision import build_generator
@@ -13,16 +14,6 @@ from casync.model import CASyncNet
 from casync.model.fold import folded, has_batch_norm
 
 TINY = {"width_multiplier": 0.25, "audio_feature_dim": 80, "audio_window": 10}
-
-
-def inputs(batch: int = 3):
-    torch.manual_seed(1)
-    return (
-        torch.rand(batch, 3, 160, 160),
-        torch.ones(batch, 1, 160, 160),
-        torch.randn(batch, 10, 80),
-        torch.rand(batch, 3, 160, 160),
-    )
 
 
 def trained_batch_norm_net() -> CASyncNet:
@@ -35,7 +26,7 @@ def trained_batch_norm_net() -> CASyncNet:
                 module.weight.uniform_(0.5, 1.5)
                 module.bias.uniform_(-0.2, 0.2)
         for _ in range(3):  # running statistics from data
-            net(*inputs(4))
+            net(*network_inputs(4))
     return net.eval()
 
 
@@ -43,15 +34,15 @@ def test_the_folded_network_computes_the_same_crops_without_batch_norm():
     net = trained_batch_norm_net()
     assert has_batch_norm(net)
     with torch.no_grad():
-        expected = net(*inputs())
+        expected = net(*network_inputs(3))
         fold = folded(net)
-        got = fold(*inputs())
+        got = fold(*network_inputs(3))
     assert not has_batch_norm(fold) and has_batch_norm(net)  # a copy: the original keeps its own
     assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
     generator = build_generator(net, "fp32", "cpu")  # what inference runs: folded
     assert not has_batch_norm(generator)
     with torch.no_grad():
-        assert torch.allclose(generator(*inputs()), expected, atol=1e-5)
+        assert torch.allclose(generator(*network_inputs(3)), expected, atol=1e-5)
 
 
 def test_group_norm_networks_are_left_as_they_are_and_the_paper_size_holds():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import network_inputs
 from torch import nn
 
 import casync.inference.precision as precision_module
@@ -14,16 +15,6 @@ from casync.inference.precision import build_generator
 from casync.model import CASyncNet
 
 TINY = {"width_multiplier": 0.25, "audio_feature_dim": 80, "audio_window": 10}
-
-
-def inputs(batch: int):
-    torch.manual_seed(1)
-    return (
-        torch.rand(batch, 3, 160, 160),
-        torch.ones(batch, 1, 160, 160),
-        torch.randn(batch, 10, 80),
-        torch.rand(batch, 3, 160, 160),
-    )
 
 
 def matrix_layers(net: nn.Module) -> int:
@@ -43,18 +34,20 @@ def trained_net() -> CASyncNet:
 def test_the_pointwise_network_computes_the_same_crops_and_attention(batch):
     net = trained_net()
     with torch.no_grad():
-        expected = net(*inputs(batch))
+        expected = net(*network_inputs(batch))
         swapped = pointwise_linears(net)
-        got = swapped(*inputs(batch))
+        got = swapped(*network_inputs(batch))
     assert matrix_layers(net) > 0 and matrix_layers(swapped) == 0
     torch.testing.assert_close(got, expected, atol=2e-5, rtol=1e-4)
     with torch.no_grad():
-        torch.testing.assert_close(net(*inputs(batch)), expected, rtol=0, atol=0)  # untouched
+        torch.testing.assert_close(
+            net(*network_inputs(batch)), expected, rtol=0, atol=0
+        )  # untouched
     for model in (net, swapped):  # the notebooks' attention weights, through either graph
         for block in model.fusion.blocks:
             block.keep_attention = True
         with torch.no_grad():
-            model(*inputs(batch))
+            model(*network_inputs(batch))
     for ours, theirs in zip(swapped.fusion.blocks, net.fusion.blocks, strict=True):
         torch.testing.assert_close(ours.last_attention, theirs.last_attention, atol=1e-5, rtol=0)
 
@@ -86,6 +79,8 @@ def test_the_fp32_generator_runs_the_pointwise_graph_and_bf16_keeps_its_matrix_p
     fp32 = build_generator(net, "fp32", "cpu")
     assert matrix_layers(fp32) == 0 and matrix_layers(net) > 0
     with torch.no_grad():
-        torch.testing.assert_close(fp32(*inputs(2)), net(*inputs(2)), atol=2e-5, rtol=1e-4)
+        torch.testing.assert_close(
+            fp32(*network_inputs(2)), net(*network_inputs(2)), atol=2e-5, rtol=1e-4
+        )
     monkeypatch.setattr(precision_module, "cpu_flags", lambda: frozenset(["avx512_bf16"]))
     assert matrix_layers(build_generator(net, "bf16", "cpu").net) > 0
