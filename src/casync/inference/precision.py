@@ -3,8 +3,6 @@ stream, resolved against the hardware and turned into a generator callable.
 
 - fp32: the network (channels-last weights, oneDNN's fast layout); on a CPU, a copy whose
   linear layers run as 1x1 convolutions (`inference.pointwise`), sharing the other weights.
-
-Every precision folds BatchNorm into its convolutions first (`model.fold`; `model.norm=batch`).
 - bf16: the network's weights and activations in bfloat16 (CUDA, or a CPU with AVX512-BF16 or
   AMX: without them PyTorch emulates bf16 and is slower than fp32). Output returned as float32.
 - int8: the generator exported as two graphs (`onnx_export.export_halves`: the face encoder; the
@@ -17,6 +15,7 @@ Every precision folds BatchNorm into its convolutions first (`model.fold`; `mode
   Quantizing takes about a minute, so the quantized graphs are kept in `cache_dir`, keyed by
   the weights' hash and the recipe (`QUANTIZATION`).
 
+Every precision folds BatchNorm into its convolutions first (`model.fold`; `model.norm=batch`).
 Every generator has the network's signature and its two halves, `encode_face` and `decode`
 (`CASyncNet`'s), so a looping source's face features can be cached (`inference.face_cache`).
 
